@@ -1,0 +1,1 @@
+"""Sub-commands of the ``cloud-hf`` command line (see ``cloud_hf.cli``)."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real data beside the project (``../shared/data``), skipped where absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CLOUD_HF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ``../shared/data``; skips the test with a reason where it is absent (a user's machine)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the project only for developers and CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def reference_data(shared_data: Path) -> Path:
+    """Path of ``../shared/data/reference`` (the CLOUD paper's published example data)."""
+    path = shared_data / "reference"
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
