@@ -1,0 +1,531 @@
+"""PyTorch CLOUD model: a BERT-style (post-LN) encoder over SCOPE tokens, with masked-LM, regression and
+classification heads.
+
+The parameter layout follows BERT's, except that query/key/value are fused into one projection and the single
+token-type embedding row of the reference is folded into the position embeddings, so a reference
+``BertForMaskedLM`` converts by a deterministic rename/fuse (see ``cloud_hf.conversion``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from cloud_hf.configuration_cloud import CloudConfig
+
+
+@dataclass
+class CloudRegressionOutput(ModelOutput):
+    """
+    Output of [`CloudForRegression`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): L1 or MSE loss on standardized targets, averaged over
+            the labels that are not NaN; returned when `labels` is given.
+        predictions (`torch.FloatTensor` of shape `(batch_size, num_targets)`): predictions in the physical units of
+            each target (``logits * target_std + target_mean``).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_targets)`): standardized predictions.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): embeddings output and every layer's output.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): attention probabilities of every layer.
+    """
+
+    loss: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class TokenUnpadding:
+    """Where the real (non-padding) tokens of a padded ``(batch, seq)`` batch sit once packed into ``(tokens,)``.
+
+    The encoder runs every per-token operation (projections, feed-forward, LayerNorm) on the packed real tokens
+    only, and re-pads just for attention; the cost then scales with the real token count, not the padded one.
+    """
+
+    indices: torch.Tensor
+    batch_size: int
+    sequence_length: int
+
+    @classmethod
+    def from_attention_mask(cls, attention_mask: torch.Tensor) -> TokenUnpadding:
+        indices = attention_mask.flatten().nonzero().squeeze(-1)
+        return cls(indices, attention_mask.shape[0], attention_mask.shape[1])
+
+    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
+        """``(batch, seq, ...)`` -> ``(tokens, ...)``."""
+        return padded.flatten(0, 1)[self.indices]
+
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        """``(tokens, ...)`` -> ``(batch, seq, ...)``, zeros at padding positions."""
+        flat = packed.new_zeros((self.batch_size * self.sequence_length, *packed.shape[1:]))
+        return flat.index_copy(0, self.indices, packed).view(self.batch_size, self.sequence_length, *packed.shape[1:])
+
+
+class CloudEmbeddings(nn.Module):
+    """Word + learned absolute position embeddings, then LayerNorm and dropout (BERT without token types)."""
+
+    def __init__(self, config: CloudConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.register_buffer(
+            "position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        sequence_length = inputs_embeds.shape[1]
+        if sequence_length > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"input sequence has {sequence_length} tokens but the model has only "
+                f"{self.position_embeddings.num_embeddings} positions (max_position_embeddings); "
+                "tokenize with truncation=True or use a model with more positions"
+            )
+        if position_ids is None:
+            position_ids = self.position_ids[:, :sequence_length]
+        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class CloudSelfAttention(nn.Module):
+    """Multi-head self-attention with a fused query/key/value projection; SDPA or eager kernel."""
+
+    def __init__(self, config: CloudConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dropout_prob = config.attention_probs_dropout_prob
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        unpadding: TokenUnpadding | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``hidden_states``: ``(batch, seq, hidden)``, or packed ``(tokens, hidden)`` with `unpadding`.
+        ``attention_mask``: boolean ``(batch, 1, 1, seq)``, True where a key may be attended, or None."""
+        qkv = self.qkv(hidden_states)
+        if unpadding is not None:
+            qkv = unpadding.pad(qkv)
+        batch_size, sequence_length, _ = qkv.shape
+        query, key, value = (
+            qkv.view(batch_size, sequence_length, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )
+        dropout_prob = self.dropout_prob if self.training else 0.0
+        if output_attentions or self.config._attn_implementation == "eager":
+            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5
+            if attention_mask is not None:
+                scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+            attention_probs = F.dropout(scores.softmax(dim=-1), p=dropout_prob, training=self.training)
+            context = torch.matmul(attention_probs, value)
+        else:
+            attention_probs = None
+            context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout_prob)
+        context = context.transpose(1, 2).reshape(batch_size, sequence_length, -1)
+        if unpadding is not None:
+            context = unpadding.unpad(context)
+        return context, (attention_probs if output_attentions else None)
+
+
+class CloudLayer(GradientCheckpointingLayer):
+    """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, config: CloudConfig):
+        super().__init__()
+        self.attention = CloudSelfAttention(config)
+        self.attention_output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attention_LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.output_LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        unpadding: TokenUnpadding | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, attention_probs = self.attention(hidden_states, attention_mask, output_attentions, unpadding)
+        hidden_states = self.attention_LayerNorm(hidden_states + self.dropout(self.attention_output(context)))
+        feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
+        hidden_states = self.output_LayerNorm(hidden_states + self.dropout(feed_forward))
+        return hidden_states, attention_probs
+
+
+class CloudPreTrainedModel(PreTrainedModel):
+    """Base class of the CLOUD models: configuration, weight initialisation and checkpoint conventions."""
+
+    config_class = CloudConfig
+    config: CloudConfig
+    base_model_prefix = "cloud"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules: ClassVar[list[str]] = ["CloudLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, initializer_range) for Linear/Embedding weights, zero biases, unit LayerNorms (as BERT)."""
+        super()._init_weights(module)
+        if isinstance(module, CloudEmbeddings):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+
+
+class CloudModel(CloudPreTrainedModel):
+    """The bare CLOUD encoder; ``last_hidden_state[:, 0]`` is the [CLS] representation of the crystal.
+
+    With a padded batch, only the real tokens are computed (see [`TokenUnpadding`]): hidden states at padding
+    positions are returned as zeros (BERT computes throw-away values there); real positions are unchanged.
+    """
+
+    def __init__(self, config: CloudConfig):
+        super().__init__(config)
+        self.embeddings = CloudEmbeddings(config)
+        self.layers = nn.ModuleList([CloudLayer(config) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> BaseModelOutput | tuple[torch.Tensor, ...]:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): token ids from
+                [`CloudTokenizerFast`]; position 0 must be [CLS].
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 1 for real
+                tokens, 0 for padding.
+            position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): defaults to
+                ``0 .. sequence_length - 1``.
+            inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
+                word embeddings to use instead of `input_ids`.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+
+        hidden_states = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
+        key_mask = unpadding = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            if not bool(attention_mask[:, 0].all()):
+                raise ValueError(
+                    "attention_mask is 0 at position 0 of some rows: CLOUD reads the crystal from [CLS] at position 0, "
+                    "so pad on the right (tokenizer.padding_side = 'right')"
+                )
+            key_mask = attention_mask[:, None, None, :].bool()
+            unpadding = TokenUnpadding.from_attention_mask(attention_mask)
+            hidden_states = unpadding.unpad(hidden_states)
+
+        def padded(states: torch.Tensor) -> torch.Tensor:
+            return states if unpadding is None else unpadding.pad(states)
+
+        all_hidden_states = (padded(hidden_states),) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, attention_probs = layer(hidden_states, key_mask, output_attentions, unpadding)
+            if output_hidden_states:
+                all_hidden_states += (padded(hidden_states),)
+            if output_attentions:
+                all_attentions += (attention_probs,)
+        hidden_states = padded(hidden_states)
+
+        if not return_dict:
+            return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        )
+
+
+class CloudLMHead(nn.Module):
+    """Masked-LM head (as BERT): dense + activation + LayerNorm, then a decoder tied to the word embeddings."""
+
+    def __init__(self, config: CloudConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.LayerNorm(self.activation(self.dense(hidden_states))))
+
+
+class CloudPredictionHead(nn.Module):
+    """The reference fine-tuning head on the [CLS] state: Dropout → k × (Linear(h, h) + SiLU) → Linear(h, n).
+
+    ``k = config.head_num_layers``, dropout ``config.head_dropout``. Input ``(batch, hidden_size)``, output
+    ``(batch, num_outputs)``.
+    """
+
+    def __init__(self, config: CloudConfig, num_outputs: int):
+        super().__init__()
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.hidden_layers = nn.ModuleList(
+            [nn.Linear(config.hidden_size, config.hidden_size) for _ in range(config.head_num_layers)]
+        )
+        self.activation = nn.SiLU()
+        self.out_proj = nn.Linear(config.hidden_size, num_outputs)
+
+    def forward(self, cls_hidden_state: torch.Tensor) -> torch.Tensor:
+        hidden = self.dropout(cls_hidden_state)
+        for layer in self.hidden_layers:
+            hidden = self.activation(layer(hidden))
+        return self.out_proj(hidden)
+
+
+class CloudForMaskedLM(CloudPreTrainedModel):
+    """CLOUD encoder with the masked-language-modelling head used for pretraining."""
+
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.decoder.weight": "cloud.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: CloudConfig):
+        super().__init__(config)
+        self.cloud = CloudModel(config)
+        self.lm_head = CloudLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> MaskedLMOutput | tuple[torch.Tensor, ...]:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): target token ids of the
+            masked positions; -100 elsewhere (ignored by the cross-entropy loss).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.cloud(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).to(logits.device))
+        if not return_dict:
+            output = (logits, *outputs[1:])
+            return (loss, *output) if loss is not None else output
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class CloudForRegression(CloudPreTrainedModel):
+    """CLOUD encoder + [`CloudPredictionHead`] regressing one or many crystal properties.
+
+    The head predicts standardized targets; ``config.target_mean`` / ``config.target_std`` (physical units) map them
+    back, so `labels` and `predictions` are in physical units. NaN labels (missing values of a multi-target data set)
+    are left out of the loss.
+    """
+
+    def __init__(self, config: CloudConfig):
+        super().__init__(config)
+        self.cloud = CloudModel(config)
+        num_targets = config.num_targets
+        self.head = CloudPredictionHead(config, num_targets)
+        mean = config.target_mean if config.target_mean is not None else [0.0] * num_targets
+        std = config.target_std if config.target_std is not None else [1.0] * num_targets
+        self.register_buffer("target_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("target_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if module is self:
+            num_targets = self.config.num_targets
+            init.copy_(self.target_mean, torch.tensor(self.config.target_mean or [0.0] * num_targets))
+            init.copy_(self.target_std, torch.tensor(self.config.target_std or [1.0] * num_targets))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CloudRegressionOutput | tuple[torch.Tensor, ...]:
+        r"""
+        labels (`torch.FloatTensor` of shape `(batch_size,)` or `(batch_size, num_targets)`, *optional*): targets in
+            physical units (``config.target_units``); NaN marks a missing value.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.cloud(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.head(outputs.last_hidden_state[:, 0])
+        predictions = logits * self.target_std.to(logits.dtype) + self.target_mean.to(logits.dtype)
+        loss = self.regression_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            output = (predictions, logits, *outputs[1:])
+            return (loss, *output) if loss is not None else output
+        return CloudRegressionOutput(
+            loss=loss,
+            predictions=predictions,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def regression_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """L1 or MSE between standardized `logits` and `labels` (physical units), averaged over non-NaN labels.
+
+        A batch whose labels are all NaN gives a zero loss that still carries the graph.
+        """
+        num_targets = logits.shape[-1]
+        labels = labels.to(device=logits.device, dtype=logits.dtype)
+        if labels.dim() == 1 and num_targets == 1:
+            labels = labels.unsqueeze(-1)
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"labels have shape {tuple(labels.shape)}; expected ({logits.shape[0]},) or "
+                f"({logits.shape[0]}, {num_targets}) for {num_targets} target(s) {self.config.target_names}"
+            )
+        standardized = (labels - self.target_mean.to(logits.dtype)) / self.target_std.to(logits.dtype)
+        present = ~torch.isnan(standardized)
+        if self.config.regression_loss == "l1":
+            elementwise = F.l1_loss(logits, standardized.nan_to_num(), reduction="none")
+        else:
+            elementwise = F.mse_loss(logits, standardized.nan_to_num(), reduction="none")
+        return (elementwise * present).sum() / present.sum().clamp(min=1)
+
+
+class CloudForClassification(CloudPreTrainedModel):
+    """CLOUD encoder + [`CloudPredictionHead`] classifying crystals.
+
+    ``num_labels == 1``: binary with one logit (BCE-with-logits, labels 0/1). ``num_labels >= 2``: multi-class
+    cross-entropy on integer labels, or, with ``problem_type="multi_label_classification"``, independent binary
+    labels (float multi-hot).
+    """
+
+    def __init__(self, config: CloudConfig):
+        super().__init__(config)
+        if config.problem_type == "regression":
+            raise ValueError("problem_type='regression' is served by CloudForRegression, not CloudForClassification")
+        self.num_labels = config.num_labels
+        self.cloud = CloudModel(config)
+        self.head = CloudPredictionHead(config, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
+        r"""
+        labels (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_labels)`, *optional*): class ids in
+            ``[0, num_labels)``, 0/1 for a single-logit binary model, multi-hot for multi-label.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.cloud(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.head(outputs.last_hidden_state[:, 0])
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if self.num_labels == 1:
+                loss = F.binary_cross_entropy_with_logits(logits.view(-1), labels.view(-1).to(logits.dtype))
+            elif self.config.problem_type == "multi_label_classification":
+                loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            else:
+                loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1).long())
+        if not return_dict:
+            output = (logits, *outputs[1:])
+            return (loss, *output) if loss is not None else output
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "CloudForClassification",
+    "CloudForMaskedLM",
+    "CloudForRegression",
+    "CloudModel",
+    "CloudPreTrainedModel",
+    "CloudPredictionHead",
+    "CloudRegressionOutput",
+    "TokenUnpadding",
+]
