@@ -1,0 +1,201 @@
+"""Differentiable Debye-model thermodynamics in pure torch.
+
+For a crystal with ``N`` atoms per cell and Debye temperature θ_D (K), at temperature ``T`` (K),
+with the reduced Debye temperature ``x = θ_D / T`` and the Debye function
+
+    D₃(x) = (3 / x³) ∫₀ˣ t³ / (eᵗ − 1) dt,
+
+the harmonic Debye model gives, per mole of cells (``R`` = :data:`GAS_CONSTANT`):
+
+    C_v = 3NR [4 D₃(x) − 3x / (eˣ − 1)]                    heat capacity, J/(mol·K)
+    U   = (9/8) N R θ_D + 3NRT D₃(x)                       internal energy incl. zero point, J/mol
+    S   = NR [4 D₃(x) − 3 ln(1 − e⁻ˣ)]                     entropy, J/(mol·K)
+    F   = (9/8) N R θ_D + NRT [3 ln(1 − e⁻ˣ) − D₃(x)]      Helmholtz free energy, J/mol
+
+The C_v line is the reference's ``9NR (T/θ_D)³ ∫₀^{x} t⁴eᵗ/(eᵗ−1)² dt`` integrated by parts, and S, F
+are the phonon-gas integrals ``∫ t² [t/(eᵗ−1) − ln(1−e⁻ᵗ)]`` and ``∫ t² ln(1−e⁻ᵗ)`` integrated by parts;
+so every quantity needs one special function, D₃, plus elementary functions.
+
+Design (why this is accurate and finite where the reference is not):
+
+* **One integral, evaluated two ways.** For ``x ≤ 5`` D₃ is computed as
+  ``3 ∫₀¹ u² g(xu) du`` with ``g(t) = t / (eᵗ − 1)`` by 16-point Gauss–Legendre on ``[0, 1]``. The
+  integrand is analytic with its nearest poles at ``u = ±2πi/x``, so 16 nodes reach ~1e-15 relative
+  for every ``x ≤ 5``. For ``x > 5`` the complete integral ``∫₀^∞ t³/(eᵗ−1) dt = π⁴/15`` minus the
+  exponentially small tail ``∫ₓ^∞ = Σₖ e^{−kx}/k · x³ (1 + 3/(kx) + 6/(kx)² + 6/(kx)³)`` (8 terms,
+  error < e^{−45}) is exact to rounding however large x is. The reference's 20 nodes on
+  ``[0, x_D]`` place almost no node where the integrand lives once x_D ≫ 10 (low T), and its
+  ``x⁴eˣ/(eˣ−1)²`` overflows to inf/inf = NaN in float32 for x > ~88.
+* **No overflow anywhere.** Every exponential is ``e^{−t}`` with ``t ≥ 0`` (``g(t) = t e⁻ᵗ / (1 − e⁻ᵗ)``
+  via ``expm1``; ``ln(1 − e⁻ˣ)`` via ``log(−expm1(−x))`` / ``log1p(−e⁻ˣ)`` on either side of ln 2).
+  D₃ is computed scale-free (never ``I₃ / x³``), so nothing under- or overflows in float32 for
+  T in [0.1, 5000] K and θ_D in [10, 3000] K (x from 0.002 to 30000).
+* **Safe gradients.** Each ``torch.where`` branch sees inputs clamped into its own domain (the
+  "double where" trick), so the discarded branch never produces inf/NaN that would poison the
+  gradient.
+* **Consistency by construction.** U, S and F are closed forms in the same D₃, so autograd gives
+  ``∂U/∂T = C_v``, ``−∂F/∂T = S`` and ``U = F + TS`` to rounding (checked in the tests).
+
+Broadcasting follows torch rules: for a grid of crystals × temperatures pass ``theta_D[:, None]``
+and ``temperature`` of shape ``(n_T,)`` or ``(batch, n_T)``. Inputs may be tensors or Python
+numbers; the result has the promoted floating dtype (float32 and float64 are both accurate; for
+half precision inputs cast to float32 first). ``n_atoms`` is the number of atoms per cell, so all
+extensive quantities are per mole of cells. Temperatures and θ_D must be positive.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import torch
+
+__all__ = [
+    "GAS_CONSTANT",
+    "DebyeThermodynamics",
+    "debye_function",
+    "entropy",
+    "free_energy",
+    "heat_capacity",
+    "internal_energy",
+    "thermodynamics",
+]
+
+GAS_CONSTANT = 8.314
+"""Molar gas constant R in J/(mol·K), the value the reference CLOUD-DEBYE code uses (CODATA: 8.314462…)."""
+
+_SWITCH_X = 5.0  # x = θ_D/T at which D₃ switches from Gauss–Legendre to complete-integral-minus-tail
+_NUM_NODES = 16  # Gauss–Legendre nodes on [0, 1] for x ≤ _SWITCH_X
+_TAIL_TERMS = 8  # terms of the tail series for x > _SWITCH_X
+_SERIES_BELOW = 1e-3  # g(t) = t/(eᵗ−1) uses its Taylor series below this t (avoids 0/0 at t = 0)
+
+Number = float | int
+TensorLike = torch.Tensor | Number
+
+
+class DebyeThermodynamics(NamedTuple):
+    """Debye-model thermodynamic functions, per mole of cells."""
+
+    heat_capacity: torch.Tensor
+    """C_v, J/(mol·K)."""
+    internal_energy: torch.Tensor
+    """U including the zero-point energy (9/8)·N·R·θ_D, J/mol."""
+    entropy: torch.Tensor
+    """S, J/(mol·K)."""
+    free_energy: torch.Tensor
+    """Helmholtz free energy F = U − TS, J/mol."""
+
+
+@functools.lru_cache(maxsize=16)
+def _gauss_legendre_unit_interval(
+    num_nodes: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights on ``[0, 1]`` (Golub–Welsch, computed in float64).
+
+    Built outside inference mode, so cached tables made during a pipeline call can later enter autograd graphs.
+    """
+    with torch.inference_mode(False):
+        k = torch.arange(1, num_nodes, dtype=torch.float64)
+        off_diagonal = k / torch.sqrt(4.0 * k**2 - 1.0)
+        nodes, vectors = torch.linalg.eigh(torch.diag(off_diagonal, 1) + torch.diag(off_diagonal, -1))
+        unit_nodes = (nodes + 1.0) / 2.0
+        unit_weights = vectors[0] ** 2  # 2 v₀² on [−1, 1], halved on [0, 1]
+        return unit_nodes.to(dtype=dtype, device=device), unit_weights.to(dtype=dtype, device=device)
+
+
+def _t_over_expm1(t: torch.Tensor) -> torch.Tensor:
+    """``t / (eᵗ − 1)`` for ``t ≥ 0`` without overflow (e⁻ᵗ form) and with its limit 1 at ``t = 0``."""
+    is_small = t < _SERIES_BELOW
+    t_safe = torch.where(is_small, torch.ones_like(t), t)
+    exact = t_safe * torch.exp(-t_safe) / -torch.expm1(-t_safe)
+    series = 1.0 - t / 2.0 + t**2 / 12.0
+    return torch.where(is_small, series, exact)
+
+
+def _log_one_minus_exp(x: torch.Tensor) -> torch.Tensor:
+    """``ln(1 − e⁻ˣ)`` for ``x > 0``, accurate on both sides of ln 2 (Mächler's log1mexp)."""
+    is_small = x < math.log(2.0)
+    x_small = torch.where(is_small, x, torch.ones_like(x))
+    x_large = torch.where(is_small, torch.ones_like(x), x)
+    return torch.where(is_small, torch.log(-torch.expm1(-x_small)), torch.log1p(-torch.exp(-x_large)))
+
+
+def debye_function(x: torch.Tensor) -> torch.Tensor:
+    """Debye function ``D₃(x) = (3/x³) ∫₀ˣ t³/(eᵗ−1) dt`` of the reduced Debye temperature ``x = θ_D/T > 0``.
+
+    Dimensionless; ``D₃ → 1`` as ``x → 0`` and ``D₃ → π⁴/(5x³)`` as ``x → ∞``. Differentiable, accurate
+    to ~1e-15 relative in float64 for every ``x > 0`` (see the module docstring).
+    """
+    is_low = x <= _SWITCH_X
+    # Gauss–Legendre branch: D₃(x) = 3 ∫₀¹ u² g(xu) du, evaluated on x clamped into its domain.
+    nodes, weights = _gauss_legendre_unit_interval(_NUM_NODES, x.dtype, x.device)
+    x_low = torch.where(is_low, x, torch.full_like(x, _SWITCH_X))
+    low = 3.0 * (weights * nodes**2 * _t_over_expm1(x_low.unsqueeze(-1) * nodes)).sum(-1)
+    # Large-x branch: D₃(x) = π⁴/(5x³) − (3/x³) Σₖ e^{−kx}/k · x³ (1 + 3/(kx) + 6/(kx)² + 6/(kx)³).
+    x_high = torch.where(is_low, torch.full_like(x, _SWITCH_X), x)
+    k = torch.arange(1, _TAIL_TERMS + 1, dtype=x.dtype, device=x.device)
+    kx = x_high.unsqueeze(-1) * k
+    tail = 3.0 * (torch.exp(-kx) / k * (1.0 + 3.0 / kx + 6.0 / kx**2 + 6.0 / kx**3)).sum(-1)
+    high = math.pi**4 / 5.0 / x_high**3 - tail
+    return torch.where(is_low, low, high)
+
+
+def _as_float_tensors(*values: TensorLike) -> list[torch.Tensor]:
+    """Tensors of one floating dtype (promoted; the default dtype for all-integer input) on one device."""
+    device = next((value.device for value in values if isinstance(value, torch.Tensor)), None)
+    tensors = [torch.as_tensor(value, device=device) for value in values]
+    dtype = functools.reduce(torch.promote_types, (tensor.dtype for tensor in tensors))
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    return [tensor.to(dtype) for tensor in tensors]
+
+
+def thermodynamics(
+    theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1
+) -> DebyeThermodynamics:
+    """All four Debye thermodynamic functions at once (one evaluation of D₃).
+
+    Args:
+        theta_D: Debye temperature θ_D in K, > 0.
+        temperature: temperature T in K, > 0; broadcast against ``theta_D`` and ``n_atoms``.
+        n_atoms: atoms per cell N (quantities are per mole of cells).
+
+    Returns:
+        :class:`DebyeThermodynamics` with C_v (J/(mol·K)), U (J/mol), S (J/(mol·K)), F (J/mol).
+    """
+    theta, temp, atoms = _as_float_tensors(theta_D, temperature, n_atoms)
+    x = theta / temp
+    d3 = debye_function(x)
+    log_one_minus_boltzmann = _log_one_minus_exp(x)
+    nr = atoms * GAS_CONSTANT
+    zero_point_energy = 9.0 / 8.0 * nr * theta
+    return DebyeThermodynamics(
+        heat_capacity=3.0 * nr * (4.0 * d3 - 3.0 * _t_over_expm1(x)),
+        internal_energy=zero_point_energy + 3.0 * nr * temp * d3,
+        entropy=nr * (4.0 * d3 - 3.0 * log_one_minus_boltzmann),
+        free_energy=zero_point_energy + nr * temp * (3.0 * log_one_minus_boltzmann - d3),
+    )
+
+
+def heat_capacity(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1) -> torch.Tensor:
+    """Isochoric heat capacity C_v in J/(mol·K) per mole of cells (θ_D, T in K; N atoms per cell).
+
+    Tends to Dulong–Petit 3NR for T ≫ θ_D and to the Debye T³ law (12π⁴/5)·N·R·(T/θ_D)³ for T ≪ θ_D.
+    """
+    return thermodynamics(theta_D, temperature, n_atoms).heat_capacity
+
+
+def internal_energy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1) -> torch.Tensor:
+    """Vibrational internal energy U in J/mol of cells, including the zero-point energy (9/8)·N·R·θ_D."""
+    return thermodynamics(theta_D, temperature, n_atoms).internal_energy
+
+
+def entropy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1) -> torch.Tensor:
+    """Vibrational entropy S in J/(mol·K) per mole of cells; S → 0 as T → 0 (third law)."""
+    return thermodynamics(theta_D, temperature, n_atoms).entropy
+
+
+def free_energy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1) -> torch.Tensor:
+    """Vibrational Helmholtz free energy F = U − TS in J/mol of cells (includes the zero-point energy)."""
+    return thermodynamics(theta_D, temperature, n_atoms).free_energy

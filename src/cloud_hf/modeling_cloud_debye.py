@@ -1,0 +1,271 @@
+"""CLOUD-DEBYE: the CLOUD encoder predicting a Debye temperature, with differentiable Debye thermodynamics on top.
+
+The network predicts one number per crystal, the Debye temperature θ_D (K); heat capacity, internal energy,
+entropy and free energy at any temperatures follow from the Debye model (:mod:`cloud_hf.debye`), so a model
+trained on C_v at 300 K predicts thermodynamically consistent curves at every temperature.
+
+θ_D is positive by construction: ``θ_D = θ_min + θ_scale · softplus(y + ln(e − 1))`` where ``y`` is the head
+output, ``θ_scale = config.debye_theta_scale`` (K) and ``θ_min`` = :data:`MIN_DEBYE_TEMPERATURE`. At ``y = 0`` (a
+freshly initialised head) θ_D ≈ θ_scale; softplus is linear for large ``y`` (bounded gradients, no overflow)
+and decays smoothly towards θ_min. The reference's ``1200·y + 1500`` K can go negative.
+
+Configuration (read from [`CloudConfig`] and written back to it, so ``config.json`` records it):
+
+- ``debye_theta_scale`` (`float`, K, default :data:`DEFAULT_DEBYE_THETA_SCALE` = 300 K, the median Debye
+  temperature of the AFLOW AGL set): typical θ_D of the training data; fixes the initial prediction and the
+  loss scale. Set it near the median θ_D of your data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
+from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
+
+DEFAULT_DEBYE_THETA_SCALE = 300.0
+"""Default ``config.debye_theta_scale`` in K: the median AFLOW AGL Debye temperature (295 K), rounded."""
+
+MIN_DEBYE_TEMPERATURE = 1.0
+"""Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
+
+_SOFTPLUS_OF_ZERO_IS_ONE = math.log(math.e - 1.0)  # softplus(y + this) = 1 at y = 0
+
+
+@dataclass
+class CloudDebyeOutput(ModelOutput):
+    """
+    Output of [`CloudDebyeModel`]. Thermodynamic functions are per mole of cells (``n_atoms`` atoms each) and
+    have the shape of `temperature`: `(batch_size,)` or `(batch_size, num_temperatures)`; they are `None` when no
+    `temperature` is given.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): sum of the scaled L1 losses of the labels given (see
+            [`CloudDebyeModel.debye_loss`]).
+        debye_temperature (`torch.FloatTensor` of shape `(batch_size,)`): predicted Debye temperature θ_D, K (> 0).
+        heat_capacity (`torch.FloatTensor`, *optional*): isochoric heat capacity C_v, J/(mol·K).
+        internal_energy (`torch.FloatTensor`, *optional*): vibrational internal energy U including the zero-point
+            energy (9/8)·N·R·θ_D, J/mol.
+        entropy (`torch.FloatTensor`, *optional*): vibrational entropy S, J/(mol·K).
+        free_energy (`torch.FloatTensor`, *optional*): vibrational Helmholtz free energy F = U − TS, J/mol.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): embeddings output and every layer's output.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): attention probabilities of every layer.
+    """
+
+    loss: torch.Tensor | None = None
+    debye_temperature: torch.Tensor | None = None
+    heat_capacity: torch.Tensor | None = None
+    internal_energy: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
+    free_energy: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def _masked_l1(prediction: torch.Tensor, label: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """Mean of ``|prediction − label| / scale`` over the labels that are not NaN (0 with the graph kept if none)."""
+    present = ~torch.isnan(label)
+    error = (prediction - label.nan_to_num()).abs() / scale
+    return (error * present).sum() / present.sum().clamp(min=1)
+
+
+class CloudDebyeModel(CloudPreTrainedModel):
+    """CLOUD encoder + [`CloudPredictionHead`] predicting θ_D, evaluated through the Debye model.
+
+    ``forward`` returns θ_D (K) and, at the given temperatures (K), C_v, U, S and F per mole of cells. Labels on
+    θ_D, C_v and U (any subset, at any temperatures, NaN for missing) train it, so data measured at one
+    temperature or at many both work. Encoder weights load from any cloud-hf checkpoint (e.g. a converted
+    reference ``CloudForMaskedLM``) with ``CloudDebyeModel.from_pretrained(folder)``; the head starts fresh.
+    """
+
+    def __init__(self, config: CloudConfig):
+        super().__init__(config)
+        config.debye_theta_scale = float(getattr(config, "debye_theta_scale", DEFAULT_DEBYE_THETA_SCALE))
+        if not (math.isfinite(config.debye_theta_scale) and config.debye_theta_scale > 0):
+            raise ValueError(
+                f"config.debye_theta_scale must be a finite temperature > 0 K, got {config.debye_theta_scale}"
+            )
+        self.cloud = CloudModel(config)
+        self.head = CloudPredictionHead(config, num_outputs=1)
+        self.post_init()
+
+    @property
+    def theta_scale(self) -> float:
+        """``config.debye_theta_scale``: the typical θ_D, K."""
+        return self.config.debye_theta_scale
+
+    def debye_temperature(self, head_output: torch.Tensor) -> torch.Tensor:
+        """θ_D in K (> θ_min) from the head output ``y``: ``θ_min + θ_scale · softplus(y + ln(e − 1))``."""
+        return MIN_DEBYE_TEMPERATURE + self.theta_scale * torch.nn.functional.softplus(
+            head_output + _SOFTPLUS_OF_ZERO_IS_ONE
+        )
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        temperature: torch.Tensor | float | None = None,
+        n_atoms: torch.Tensor | None = None,
+        theta_labels: torch.Tensor | None = None,
+        heat_capacity_labels: torch.Tensor | None = None,
+        internal_energy_labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> CloudDebyeOutput | tuple[torch.Tensor, ...]:
+        r"""
+        temperature (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_temperatures)`, or a number,
+            *optional*): temperatures in K (> 0) at which C_v, U, S and F are evaluated: one per crystal, or a grid
+            per crystal. Without it only θ_D is returned.
+        n_atoms (`torch.Tensor` of shape `(batch_size,)`, *optional*): atoms per cell N; the thermodynamic functions
+            are per mole of cells. Defaults to 1 (per mole of atoms).
+        theta_labels (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): Debye temperatures, K.
+        heat_capacity_labels (`torch.FloatTensor` shaped like `temperature`, *optional*): C_v at `temperature`,
+            J/(mol·K) per mole of cells.
+        internal_energy_labels (`torch.FloatTensor` shaped like `temperature`, *optional*): U (zero-point energy
+            included) at `temperature`, J/mol of cells.
+
+        NaN labels are left out of the loss.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.cloud(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        head_output = self.head(outputs.last_hidden_state[:, 0]).squeeze(-1)
+        # The Debye functions need at least float32 (half precision cannot resolve (T/θ_D)³ at low T).
+        head_output = head_output.to(torch.promote_types(head_output.dtype, torch.float32))
+        theta = self.debye_temperature(head_output)
+        batch_size = theta.shape[0]
+
+        thermo = None
+        if temperature is not None:
+            temperature = self._checked_temperature(temperature, batch_size, theta)
+            atoms = self._checked_n_atoms(n_atoms, batch_size, theta)
+            if temperature.dim() == 2:  # a grid per crystal: broadcast crystals over its columns
+                thermo = thermodynamics(theta[:, None], temperature, atoms[:, None])
+            else:
+                thermo = thermodynamics(theta, temperature, atoms)
+        elif heat_capacity_labels is not None or internal_energy_labels is not None:
+            raise ValueError(
+                "heat_capacity_labels / internal_energy_labels need the `temperature` they were taken at"
+            )
+
+        loss = None
+        if any(labels is not None for labels in (theta_labels, heat_capacity_labels, internal_energy_labels)):
+            loss = self.debye_loss(
+                theta,
+                theta_labels=theta_labels,
+                thermo=thermo,
+                temperature=temperature,
+                n_atoms=atoms if thermo is not None else None,
+                heat_capacity_labels=heat_capacity_labels,
+                internal_energy_labels=internal_energy_labels,
+            )
+
+        output = CloudDebyeOutput(
+            loss=loss,
+            debye_temperature=theta,
+            heat_capacity=thermo.heat_capacity if thermo is not None else None,
+            internal_energy=thermo.internal_energy if thermo is not None else None,
+            entropy=thermo.entropy if thermo is not None else None,
+            free_energy=thermo.free_energy if thermo is not None else None,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def debye_loss(
+        self,
+        theta: torch.Tensor,
+        theta_labels: torch.Tensor | None = None,
+        thermo: DebyeThermodynamics | None = None,
+        temperature: torch.Tensor | None = None,
+        n_atoms: torch.Tensor | None = None,
+        heat_capacity_labels: torch.Tensor | None = None,
+        internal_energy_labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Sum, over the kinds of label given, of the mean L1 error in dimensionless units (NaN labels skipped).
+
+        ``theta`` (K, ``(batch,)``) and ``thermo`` (at ``temperature``, K, for ``n_atoms`` atoms per cell) are the
+        predictions; the C_v and U labels need ``thermo``.
+
+        Scales: θ_D by ``θ_scale``; C_v by its Dulong–Petit value 3NR (so 0.01 = 1 % of the classical limit);
+        U by ``3NR (T + 3θ_scale/8)``, which joins U's high-T value 3NRT and its T → 0 value, the zero-point energy
+        (9/8)·N·R·θ_D, for a typical crystal.
+        """
+        terms = []
+        if theta_labels is not None:
+            labels = self._checked_labels(torch.as_tensor(theta_labels).reshape(-1), theta, "theta_labels")
+            terms.append(_masked_l1(theta, labels, self.theta_scale))
+        if thermo is not None:
+            grid_atoms = n_atoms[:, None] if temperature.dim() == 2 else n_atoms
+            dulong_petit = 3.0 * GAS_CONSTANT * grid_atoms
+            if heat_capacity_labels is not None:
+                labels = self._checked_labels(
+                    heat_capacity_labels, thermo.heat_capacity, "heat_capacity_labels"
+                )
+                terms.append(_masked_l1(thermo.heat_capacity, labels, dulong_petit))
+            if internal_energy_labels is not None:
+                labels = self._checked_labels(
+                    internal_energy_labels, thermo.internal_energy, "internal_energy_labels"
+                )
+                energy_scale = dulong_petit * (temperature + 3.0 * self.theta_scale / 8.0)
+                terms.append(_masked_l1(thermo.internal_energy, labels, energy_scale))
+        return torch.stack(terms).sum()
+
+    @staticmethod
+    def _checked_temperature(
+        temperature: torch.Tensor | float, batch_size: int, like: torch.Tensor
+    ) -> torch.Tensor:
+        """Temperatures (K) as a float tensor of shape ``(batch,)`` or ``(batch, n_T)``; all finite and > 0."""
+        temperature = torch.as_tensor(temperature, device=like.device)
+        temperature = temperature.to(torch.promote_types(temperature.dtype, like.dtype))
+        if temperature.dim() == 0:
+            temperature = temperature.expand(batch_size)
+        if temperature.dim() not in (1, 2) or temperature.shape[0] != batch_size:
+            raise ValueError(
+                f"temperature has shape {tuple(temperature.shape)}; expected ({batch_size},) for one temperature "
+                f"per crystal or ({batch_size}, num_temperatures) for a grid per crystal"
+            )
+        invalid = ~(torch.isfinite(temperature) & (temperature > 0))
+        if bool(invalid.any()):
+            raise ValueError(f"temperature must be finite and > 0 K, got {temperature[invalid][:8].tolist()}")
+        return temperature
+
+    @staticmethod
+    def _checked_n_atoms(n_atoms: torch.Tensor | None, batch_size: int, like: torch.Tensor) -> torch.Tensor:
+        """Atoms per cell as a float tensor of shape ``(batch,)`` (1 when not given); all > 0."""
+        if n_atoms is None:
+            return torch.ones(batch_size, dtype=like.dtype, device=like.device)
+        n_atoms = torch.as_tensor(n_atoms, device=like.device).to(like.dtype).reshape(-1)
+        if n_atoms.shape[0] != batch_size:
+            raise ValueError(f"n_atoms has {n_atoms.shape[0]} entries for a batch of {batch_size} crystals")
+        if not bool((n_atoms > 0).all()):
+            raise ValueError(f"n_atoms must be > 0, got {n_atoms.tolist()}")
+        return n_atoms
+
+    @staticmethod
+    def _checked_labels(labels: torch.Tensor, prediction: torch.Tensor, name: str) -> torch.Tensor:
+        """Labels on the prediction's device and dtype, with its shape (the shape of `temperature`)."""
+        labels = torch.as_tensor(labels, device=prediction.device).to(prediction.dtype)
+        if labels.shape != prediction.shape:
+            raise ValueError(
+                f"{name} have shape {tuple(labels.shape)}; expected {tuple(prediction.shape)} (that of temperature)"
+            )
+        return labels
+
+
+__all__ = ["CloudDebyeModel", "CloudDebyeOutput"]

@@ -1,0 +1,82 @@
+"""Plots of Debye thermodynamics: C_v(T) and U(T) curves of crystals with known or predicted θ_D.
+
+Uses matplotlib's object API with the Agg canvas (no display, no global pyplot state), so it runs in scripts,
+tests and servers alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from cloud_hf.debye import GAS_CONSTANT, thermodynamics
+
+DEFAULT_PLOT_TEMPERATURES = torch.linspace(1.0, 1000.0, 400, dtype=torch.float64)
+"""Temperatures (K) of :func:`plot_thermo_curves` when none are given: 1 K to 1000 K."""
+
+
+def plot_thermo_curves(
+    theta_D: Mapping[str, float],
+    n_atoms: int | Mapping[str, int] = 1,
+    temperatures: Sequence[float] | torch.Tensor | None = None,
+    path: str | Path = "debye_curves.png",
+) -> Path:
+    """Draw Debye C_v(T) and U(T) of each crystal side by side and save them as a PNG.
+
+    Args:
+        theta_D: crystal name → Debye temperature θ_D in K (> 0), e.g. ``{"Si": 645.0, "NaCl": 321.0}``.
+        n_atoms: atoms per cell N, one number for all crystals or one per name; the curves are per mole of
+            cells, and each crystal's Dulong–Petit value 3NR is drawn as a dashed line of its colour.
+        temperatures: temperatures in K (> 0) of the curves; default 1 K to 1000 K.
+        path: output PNG file (parent folders are created).
+
+    Returns:
+        The path of the written PNG.
+
+    Raises:
+        ValueError: no crystal, or a θ_D, atom count or temperature that is not positive (the crystal is named).
+    """
+    if not theta_D:
+        raise ValueError("plot_thermo_curves needs at least one crystal in theta_D")
+    temperature = (
+        DEFAULT_PLOT_TEMPERATURES
+        if temperatures is None
+        else torch.as_tensor(temperatures, dtype=torch.float64).reshape(-1)
+    )
+    if temperature.numel() == 0 or not bool((temperature > 0).all()):
+        raise ValueError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
+
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    heat_axes, energy_axes = figure.subplots(1, 2)
+    for index, (name, theta) in enumerate(theta_D.items()):
+        atoms = n_atoms[name] if isinstance(n_atoms, Mapping) else n_atoms
+        if not theta > 0:
+            raise ValueError(f"crystal {name!r}: θ_D must be > 0 K, got {theta}")
+        if not atoms > 0:
+            raise ValueError(f"crystal {name!r}: n_atoms must be > 0, got {atoms}")
+        thermo = thermodynamics(float(theta), temperature, int(atoms))
+        colour = f"C{index % 10}"
+        label = f"{name} ($θ_D$ = {theta:.0f} K, N = {atoms})"
+        heat_axes.plot(temperature, thermo.heat_capacity, color=colour, label=label)
+        heat_axes.axhline(3 * atoms * GAS_CONSTANT, color=colour, linestyle="--", linewidth=0.8)
+        energy_axes.plot(temperature, thermo.internal_energy / 1000.0, color=colour, label=label)
+
+    heat_axes.set(xlabel="T (K)", ylabel="$C_V$ (J/(mol·K), per mole of cells)", title="Heat capacity")
+    heat_axes.set_ylim(bottom=0)
+    heat_axes.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="Dulong–Petit 3NR")
+    heat_axes.legend(fontsize="small")
+    energy_axes.set(
+        xlabel="T (K)", ylabel="$U$ (kJ/mol, per mole of cells)", title="Internal energy (incl. zero-point)"
+    )
+    energy_axes.legend(fontsize="small")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=120)
+    return path
+
+
+__all__ = ["DEFAULT_PLOT_TEMPERATURES", "plot_thermo_curves"]
