@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, Trainer, TrainingArguments
 from transformers.utils import find_labels
 
@@ -22,7 +23,9 @@ from cloud_hf import (
     debye,
 )
 from cloud_hf.debye import GAS_CONSTANT as R
-from cloud_hf.modeling_cloud_debye import DEFAULT_DEBYE_THETA_SCALE, MIN_DEBYE_TEMPERATURE
+from cloud_hf.modeling_cloud_debye import MIN_DEBYE_TEMPERATURE
+
+DEFAULT_DEBYE_THETA_SCALE = 300.0  # K, CloudConfig's documented default
 
 BATCH, SEQUENCE = 4, 7
 
@@ -113,7 +116,7 @@ def test_fresh_head_predicts_theta_scale(batch) -> None:
 def test_default_theta_scale_is_recorded_in_config() -> None:
     model = CloudDebyeModel(tiny_config())
     assert model.config.debye_theta_scale == DEFAULT_DEBYE_THETA_SCALE
-    with pytest.raises(ValueError, match="debye_theta_scale"):
+    with pytest.raises(StrictDataclassClassValidationError, match="debye_theta_scale"):
         CloudDebyeModel(tiny_config(debye_theta_scale=-5.0))
 
 

@@ -46,6 +46,9 @@ class CloudConfig(PreTrainedConfig):
             Defaults to 1 per target.
         target_units (`list[str]`, *optional*): unit of each target, e.g. ``["eV"]``; informational.
         regression_loss (`"l1"` or `"mse"`): loss on standardized targets (the reference uses L1).
+        debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
+            `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
+            median AFLOW AGL Debye temperature).
     """
 
     model_type = "cloud"
@@ -71,6 +74,7 @@ class CloudConfig(PreTrainedConfig):
     target_std: list[float | int] | None = None
     target_units: list[str] | None = None
     regression_loss: Literal["l1", "mse"] = "l1"
+    debye_theta_scale: float | int = 300.0
 
     @property
     def num_targets(self) -> int:
@@ -101,6 +105,8 @@ class CloudConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "head_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not (math.isfinite(self.debye_theta_scale) and self.debye_theta_scale > 0):
+            raise ValueError(f"debye_theta_scale must be a finite temperature > 0 K, got {self.debye_theta_scale}")
 
     def validate_targets(self) -> None:
         """Part of ``@strict`` validation: target statistics are consistent and usable for standardization."""

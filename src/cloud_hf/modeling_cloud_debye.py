@@ -9,11 +9,9 @@ output, ``θ_scale = config.debye_theta_scale`` (K) and ``θ_min`` = :data:`MIN_
 freshly initialised head) θ_D ≈ θ_scale; softplus is linear for large ``y`` (bounded gradients, no overflow)
 and decays smoothly towards θ_min. The reference's ``1200·y + 1500`` K can go negative.
 
-Configuration (read from [`CloudConfig`] and written back to it, so ``config.json`` records it):
-
-- ``debye_theta_scale`` (`float`, K, default :data:`DEFAULT_DEBYE_THETA_SCALE` = 300 K, the median Debye
-  temperature of the AFLOW AGL set): typical θ_D of the training data; fixes the initial prediction and the
-  loss scale. Set it near the median θ_D of your data.
+Configuration: ``CloudConfig.debye_theta_scale`` (K, default 300 K, about the median Debye temperature of the
+AFLOW AGL set) is the typical θ_D of the training data; it fixes the initial prediction and the loss scale.
+Set it near the median θ_D of your data.
 """
 
 from __future__ import annotations
@@ -27,9 +25,6 @@ from transformers.utils import ModelOutput
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
-
-DEFAULT_DEBYE_THETA_SCALE = 300.0
-"""Default ``config.debye_theta_scale`` in K: the median AFLOW AGL Debye temperature (295 K), rounded."""
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
@@ -85,11 +80,6 @@ class CloudDebyeModel(CloudPreTrainedModel):
 
     def __init__(self, config: CloudConfig):
         super().__init__(config)
-        config.debye_theta_scale = float(getattr(config, "debye_theta_scale", DEFAULT_DEBYE_THETA_SCALE))
-        if not (math.isfinite(config.debye_theta_scale) and config.debye_theta_scale > 0):
-            raise ValueError(
-                f"config.debye_theta_scale must be a finite temperature > 0 K, got {config.debye_theta_scale}"
-            )
         self.cloud = CloudModel(config)
         self.head = CloudPredictionHead(config, num_outputs=1)
         self.post_init()
