@@ -11,6 +11,7 @@ import pytest
 from ase import Atoms
 from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
 from pymatgen.core import Lattice, Molecule, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 from pymatgen.io.vasp import Poscar
 
@@ -63,6 +64,7 @@ def test_every_input_type_encodes_alike(tmp_path):
         "CIF path (Path)": cif_path,
         "POSCAR path": poscar_path,
         "ASE Atoms": atoms,
+        "pymatgen's MSONAtoms (an ase.Atoms subclass)": AseAtomsAdaptor.get_atoms(ROCKSALT),
     }
     for kind, obj in inputs.items():
         assert ENCODER.encode(obj) == ROCKSALT_SCOPE, kind

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -312,7 +313,9 @@ def _structure_arrays(structure: Structure, label: str, allow_partial_occupancy:
 
 
 def _is_ase_atoms(obj: Any) -> bool:
-    return type(obj).__name__ == "Atoms" and hasattr(obj, "get_scaled_positions") and hasattr(obj, "pbc")
+    """Whether ``obj`` is an ``ase.Atoms`` (or a subclass such as pymatgen's ``MSONAtoms``); ASE stays optional."""
+    ase = sys.modules.get("ase")  # an Atoms object can only exist once ase has been imported
+    return ase is not None and isinstance(obj, ase.Atoms)
 
 
 def _check_periodic_atoms(atoms: Any, label: str) -> None:
