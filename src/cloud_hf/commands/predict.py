@@ -1,0 +1,206 @@
+"""``cloud-hf predict``: crystal properties from CIF/POSCAR files, folders or tables, in one command.
+
+Examples::
+
+    cloud-hf predict examples/                                   # bundled CloudDebyeModel: θ_D and C_v(300 K)
+    cloud-hf predict examples/ --temperatures 100 300 1000 --output predictions.csv --plot cv.png
+    cloud-hf predict structures.csv.gz --model outputs/band_gap --output predictions.jsonl
+
+One output row per input crystal, in input order: its values, or the reason it could not be predicted.
+The exit code is non-zero only when no crystal at all could be predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+TERMINAL_LEFT_OUT = ("internal_energy", "free_energy", "entropy")
+"""Properties the terminal table leaves out for width (they are in every ``--output`` file)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cloud-hf predict``."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="predict crystal properties from structure files (bundled θ_D / heat-capacity model by default)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH",
+        help="CIF/POSCAR files, folders of them, or CSV/JSON/JSONL tables (optionally .gz) with a structure column",
+    )
+    parser.add_argument(
+        "--model", default=None,
+        help="checkpoint folder or Hub id (default: the CloudDebyeModel bundled with cloud-hf)",
+    )
+    parser.add_argument(
+        "--temperatures", type=float, nargs="+", default=None, metavar="K",
+        help="temperatures in K for C_v, U, S, F of a CloudDebyeModel (default: 300)",
+    )
+    parser.add_argument("--output", type=Path, default=None, help="write all rows to a .csv or .jsonl file")
+    parser.add_argument("--plot", type=Path, default=None, help="plot C_v(T) of every predicted crystal to this image")
+    parser.add_argument("--batch-size", type=int, default=32, help="crystals per forward pass (default: 32)")
+    parser.add_argument(
+        "--input-column", default=None,
+        help="structure column of table inputs (default: the first of structure, cif, poscar, atoms)",
+    )
+    parser.add_argument(
+        "--id-column", default=None,
+        help="row id column of table inputs, used in the input column of the output (default: id, material_id, ...)",
+    )
+    parser.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Predict every input crystal, print or write one row each and a summary; exit 1 if none succeeded."""
+    if args.output is not None and output_format(args.output) is None:
+        print(f"error: --output must end in .csv or .jsonl, got {args.output}", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    from transformers import pipeline
+
+    from cloud_hf.inputs import collect_crystals
+    from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR, TASK_NAME
+
+    model = str(args.model or BUNDLED_MODEL_DIR)
+    try:
+        predictor = pipeline(TASK_NAME, model=model)
+    except (OSError, ValueError) as error:
+        print(f"error: cannot load the model {model}: {error}", file=sys.stderr)
+        return 2
+    inputs = list(collect_crystals(args.paths, structure_column=args.input_column, id_column=args.id_column))
+    call_options = {"batch_size": args.batch_size}
+    if args.temperatures is not None:
+        call_options["temperatures"] = args.temperatures
+
+    readable = [item for item in inputs if item.error is None]
+    predictions = iter(predictor((item.crystal for item in readable), **call_options) if readable else ())
+    progress = tqdm(total=len(inputs), desc="Predicting", unit="crystal", file=sys.stderr)
+    results = []
+    for item in inputs:
+        result = next(predictions) if item.error is None else failed_result(item.error)
+        results.append({"input": item.name, **result})
+        progress.update()
+    progress.close()
+
+    if args.output is not None:
+        write_rows(results, args.output)
+        print(f"wrote {len(results)} rows to {args.output}")
+    else:
+        print_table([flatten_result(result, leave_out=TERMINAL_LEFT_OUT) for result in results])
+    if args.plot is not None:
+        plot_heat_capacity(results, args.plot, args.temperatures)
+    n_ok = sum(result["error"] is None for result in results)
+    print(f"{n_ok} ok, {len(results) - n_ok} failed")
+    return 0 if n_ok > 0 else 1
+
+
+def failed_result(error: str) -> dict[str, Any]:
+    """A result in the pipeline's format for a crystal that never reached the pipeline."""
+    return {"formula": None, "n_atoms": None, "scope": None, "error": error, "properties": []}
+
+
+def property_column(record: dict[str, Any]) -> str:
+    """Column name of a property record: ``heat_capacity@300K [J/(mol·K)]``, ``debye_temperature [K]``."""
+    name = record["property"]
+    if "temperature" in record:
+        name = f"{name}@{record['temperature']:g}K"
+    return f"{name} [{record['unit']}]" if record.get("unit") else name
+
+
+def flatten_result(result: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """One flat row: input, formula, n_atoms, one column per property (and score), scope, error.
+
+    ``leave_out`` names properties to omit (the terminal table shows θ_D and C_v only).
+    """
+    row = {"input": result["input"], "formula": result["formula"], "n_atoms": result["n_atoms"]}
+    for record in result["properties"]:
+        if record["property"] in leave_out:
+            continue
+        row[property_column(record)] = record["value"]
+        if "score" in record:
+            row[f"{record['property']}_score"] = record["score"]
+    row["scope"] = result["scope"]
+    row["error"] = result["error"]
+    return row
+
+
+def output_format(path: Path) -> str | None:
+    """``"csv"`` or ``"jsonl"`` from the file suffix; ``None`` for anything else."""
+    suffix = path.suffix.lower()
+    return {".csv": "csv", ".jsonl": "jsonl"}.get(suffix)
+
+
+def write_rows(results: list[dict[str, Any]], path: Path) -> None:
+    """CSV: one flat row per result (every property a column); JSONL: the full results, one per line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if output_format(path) == "csv":
+        rows = [flatten_result(result) for result in results]
+        columns = list(dict.fromkeys(column for row in rows for column in row if column not in ("scope", "error")))
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=[*columns, "scope", "error"])
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        with path.open("w", encoding="utf-8") as handle:
+            for result in results:
+                handle.write(json.dumps(result, ensure_ascii=False) + "\n")
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print the rows as an aligned table: input (file name), formula, property columns, then the error."""
+    columns = list(dict.fromkeys(column for row in rows for column in row if column not in ("scope", "error")))
+    columns.append("error")
+    cells = [[format_cell(column, row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(column), *(len(line[index]) for line in cells)) for index, column in enumerate(columns)]
+    print("  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def format_cell(column: str, value: Any) -> str:
+    """Text of one table cell: 4 significant digits for floats, file names without their folder."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if column == "input" and Path(str(value)).is_file():
+        return Path(str(value)).name
+    return str(value)
+
+
+def plot_heat_capacity(results: list[dict[str, Any]], path: Path, temperatures: Sequence[float] | None) -> None:
+    """Plot C_v(T) and U(T) of every crystal with a predicted θ_D (``cloud_hf.plotting.plot_thermo_curves``).
+
+    The curves run from 1 K to 1.5 × the highest of 1000 K and the requested temperatures.
+    """
+    import torch
+
+    from cloud_hf.plotting import plot_thermo_curves
+
+    theta_by_crystal, atoms_by_crystal = {}, {}
+    for row, result in enumerate(results, start=1):
+        theta = next((r["value"] for r in result["properties"] if r["property"] == "debye_temperature"), None)
+        if theta is None or not math.isfinite(theta):
+            continue
+        name = f"{row}. {result['formula']} ({Path(result['input']).name})"  # row numbers keep names unique
+        theta_by_crystal[name], atoms_by_crystal[name] = theta, result["n_atoms"]
+    if not theta_by_crystal:
+        print(f"no θ_D predicted: {path} not written (the model must be a CloudDebyeModel)")
+        return
+    top = 1.5 * max([1000.0, *(temperatures or [])])
+    grid = torch.linspace(1.0, top, 400, dtype=torch.float64)
+    plot_thermo_curves(theta_by_crystal, atoms_by_crystal, temperatures=grid, path=path)
+    print(f"wrote C_v(T) and U(T) curves to {path}")
