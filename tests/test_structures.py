@@ -17,6 +17,7 @@ from pymatgen.io.vasp import Poscar
 
 from cloud_hf.scope import ScopeEncoder, ScopeError
 from cloud_hf.structures import (
+    CrystalCell,
     closest_pair,
     load_cell,
     load_structure,
@@ -240,3 +241,16 @@ def test_fast_cif_reader_falls_back_to_pymatgen_for_unusual_cifs():
     for text in (ROCKSALT_BY_SPACE_GROUP_NAME, two_blocks):
         assert parse_simple_cif(text, "x") is None
         assert ENCODER.encode(text) == ROCKSALT_SCOPE
+
+
+def test_a_loaded_cell_is_accepted_again_without_rereading(tmp_path):
+    """The pipeline reads a file once (``load_cell``) and encodes the cell; it must give the file's string."""
+    cif_path = tmp_path / "rocksalt.cif"
+    cif_path.write_text(str(CifWriter(ROCKSALT)))
+    cell = load_cell(cif_path)
+    assert load_cell(cell) is cell
+    assert ENCODER.encode(cell) == ENCODER.encode(cif_path) == ROCKSALT_SCOPE
+    assert len(load_structure(cell)) == len(cell)
+    overlapping = CrystalCell(cell.lattice, np.zeros((2, 3)), np.array([11, 17]), name="two-on-one")
+    with pytest.raises(ScopeError, match="two-on-one"):
+        ENCODER.encode(overlapping)

@@ -148,7 +148,9 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         """Encode one crystal to token ids; an encoding failure is recorded in ``error`` instead of raised."""
         try:
             cell = load_cell(crystal, min_distance=self.scope_encoder.min_distance)
-            scope = self.scope_encoder.encode(crystal)
+            # Canonical SCOPE ignores site order, so the cell read above is encoded as is (each file read once);
+            # reference SCOPE follows pymatgen's site order, so the encoder reads the input as the reference does.
+            scope = self.scope_encoder.encode(cell if self.scope_encoder.mode == "canonical" else crystal)
             input_ids = self._token_ids(scope)
         except Exception as error:  # one bad crystal never takes the batch down: its error fills its slot
             return self._failed_crystal(describe_error(error))

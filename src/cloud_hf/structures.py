@@ -1,8 +1,8 @@
 """Turn any crystal input into a validated structure; every failure is a ``ScopeError`` naming the input.
 
 Accepted inputs: a pymatgen ``Structure``, an ASE ``Atoms``, a pymatgen structure dict
-(``Structure.as_dict()``), CIF text, or a path (``str`` / ``Path``) to a CIF, POSCAR or any other
-file pymatgen reads.
+(``Structure.as_dict()``), CIF text, a path (``str`` / ``Path``) to a CIF, POSCAR or any other
+file pymatgen reads, or a :class:`CrystalCell` already read by :func:`load_cell`.
 
 Two entry points:
 
@@ -85,6 +85,8 @@ def describe_input(obj: Any, name: str | None = None) -> str:
     """A short name for ``obj`` in error messages: ``name`` if given, else the path or the CIF block."""
     if name is not None:
         return str(name)
+    if isinstance(obj, CrystalCell):
+        return obj.name
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, str):
@@ -125,8 +127,12 @@ def load_structure(
 def load_cell(obj: Any, name: str | None = None, min_distance: float = MIN_INTERATOMIC_DISTANCE) -> CrystalCell:
     """Read ``obj`` into a validated :class:`CrystalCell`, avoiding pymatgen objects where possible.
 
-    Same inputs, checks and errors as :func:`load_structure`.
+    Same inputs, checks and errors as :func:`load_structure`; a ``CrystalCell`` (already read) is only
+    re-validated, so callers can read a file once and reuse the cell.
     """
+    if isinstance(obj, CrystalCell):
+        validate_cell(obj, min_distance=min_distance)
+        return obj
     label = describe_input(obj, name)
     obj = _decode_json_text(obj, label)
     cell = None
@@ -212,6 +218,8 @@ def _to_structure(obj: Any, label: str) -> Structure:
     """Any accepted input → pymatgen ``Structure`` (unvalidated)."""
     if isinstance(obj, Structure):
         return obj
+    if isinstance(obj, CrystalCell):
+        return Structure(obj.lattice, obj.atomic_numbers.tolist(), obj.frac_coords)
     if isinstance(obj, Molecule):
         raise ScopeError(f"{label}: non-periodic input (a Molecule); SCOPE needs a periodic crystal")
     if _is_ase_atoms(obj):
