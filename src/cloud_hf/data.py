@@ -1,0 +1,464 @@
+"""Crystal data sets: files → ``datasets.Dataset`` → SCOPE strings → token ids, with bad-row reports.
+
+The pipeline every recipe uses::
+
+    table = read_table("train.csv.gz", label_columns=["debye_temperature"])   # id, row, structure, labels
+    table = add_scope_column(table, ScopeEncoder(mode="canonical"), num_proc=2, cache_dir="cache/")
+    table = add_token_columns(table, tokenizer, max_length=model.config.max_position_embeddings)
+    good, bad = split_bad_rows(table)
+    write_bad_rows(bad, "outputs/run/bad_rows_train.csv")
+
+Every row of the input comes out of every step, in order. A row that cannot be used (unparseable
+structure, symmetry failure, NaN label, missing field, too many tokens for the model's positions) keeps
+its place and gets a message in the ``error`` column; :func:`split_bad_rows` separates such rows at the
+end so that a recipe can count them, say why they were skipped and write them to a file.
+
+Supported inputs (:func:`read_table`): CSV (``.csv``, ``.csv.gz``; a leading ``# comment`` line is
+skipped), JSON (a list of records or pandas ``orient="split"``, i.e. the matminer ``json.gz`` format),
+JSON Lines (``.jsonl``), and a folder of CIF / POSCAR files. The structure column may hold CIF text,
+POSCAR text, pymatgen ``Structure.as_dict()`` dicts (stored as JSON text) or the text of ``str(Structure)``
+("pmg-str", parsed by :func:`structure_from_pmg_str`); a table may instead carry ready SCOPE strings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pymatgen.core import Lattice, Structure
+
+logger = logging.getLogger(__name__)
+
+ID_COLUMN = "id"
+ROW_COLUMN = "row"
+STRUCTURE_COLUMN = "structure"
+SCOPE_COLUMN = "scope"
+ERROR_COLUMN = "error"
+SOURCE_COLUMN = "source"
+
+#: Column names tried, in order, when no structure column is named.
+STRUCTURE_COLUMN_CANDIDATES = ("structure", "cif", "poscar", "atoms")
+#: Column names tried, in order, when a table carries ready SCOPE strings.
+SCOPE_COLUMN_CANDIDATES = ("scope", "cloud")
+#: Column names tried, in order, for row identifiers.
+ID_COLUMN_CANDIDATES = ("id", "material_id", "mp_id", "jid", "mbid")
+
+CIF_SUFFIXES = (".cif", ".mcif")
+POSCAR_PATTERN = re.compile(r"^(POSCAR|CONTCAR).*|.*\.(vasp|poscar)$", re.IGNORECASE)
+
+
+class DataError(ValueError):
+    """A whole input cannot be used (unreadable file, no structure column, unknown label column)."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# structure text → pymatgen Structure
+# ----------------------------------------------------------------------------------------------------
+
+
+def sniff_structure_format(text: str) -> str:
+    """Guess the format of one structure's text: ``"pmg-dict"``, ``"pmg-str"``, ``"cif"`` or ``"poscar"``."""
+    head = text.lstrip()[:2000]
+    if head.startswith("{"):
+        return "pmg-dict"
+    if head.startswith("Full Formula"):
+        return "pmg-str"
+    if "_cell_length_a" in head or re.search(r"^\s*data_", head, re.MULTILINE):
+        return "cif"
+    return "poscar"
+
+
+def structure_from_pmg_str(text: str) -> Structure:
+    """Parse the text of ``str(Structure)`` (pymatgen's table: ``abc``, ``angles``, then one site per row).
+
+    The lattice is rebuilt from a, b, c (Å) and α, β, γ (degrees), so its orientation is pymatgen's
+    standard one; fractional coordinates are taken as written (6 decimals). A species cell may be a plain
+    element (``Fe``), an ion (``Fe2+``) or a disordered occupancy (``Fe:0.5, Ni:0.5``).
+    """
+    lines = text.strip().splitlines()
+    fields: dict[str, str] = {}
+    table_start = None
+    for index, line in enumerate(lines):
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("abc", "angles", "pbc"):
+            fields[key.strip()] = value
+        if line.lstrip().startswith("#") and "SP" in line.split():
+            table_start = index
+            break
+    if "abc" not in fields or "angles" not in fields or table_start is None:
+        raise ValueError("not a str(Structure) table: missing 'abc', 'angles' or the site header")
+    abc = [float(v) for v in fields["abc"].split()]
+    angles = [float(v) for v in fields["angles"].split()]
+    header = lines[table_start].split()
+    species_at, first_coordinate_at = header.index("SP"), header.index("a")
+    species: list[Any] = []
+    coordinates: list[list[float]] = []
+    for line in lines[table_start + 2 :]:
+        if not line.strip():
+            continue
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) < first_coordinate_at + 3:
+            raise ValueError(f"malformed site line {line.strip()!r}")
+        species_cell = cells[species_at]
+        if ":" in species_cell:
+            species.append({name.strip(): float(occ) for name, occ in
+                            (part.split(":") for part in species_cell.split(","))})
+        else:
+            species.append(species_cell)
+        coordinates.append([float(v) for v in cells[first_coordinate_at : first_coordinate_at + 3]])
+    if not species:
+        raise ValueError("str(Structure) table has no sites")
+    return Structure(Lattice.from_parameters(*abc, *angles), species, coordinates)
+
+
+def parse_structure(text: str) -> Structure | dict | str:
+    """Turn one structure's stored text into what ``ScopeEncoder.encode`` accepts.
+
+    CIF text is passed through (the encoder's loader validates it and names the failure); a pymatgen
+    dict is decoded from JSON; POSCAR text and pmg-str are parsed here into a ``Structure``.
+    """
+    structure_format = sniff_structure_format(text)
+    if structure_format == "cif":
+        return text
+    if structure_format == "pmg-dict":
+        return json.loads(text)
+    if structure_format == "pmg-str":
+        return structure_from_pmg_str(text)
+    return Structure.from_str(text, fmt="poscar")
+
+
+# ----------------------------------------------------------------------------------------------------
+# files → Dataset
+# ----------------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """Read a CSV / JSON / JSONL file (optionally gzipped) into a DataFrame."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            first_line = handle.readline()
+        skip = 1 if first_line.startswith("#") else 0
+        return pd.read_csv(path, skiprows=skip)
+    if name.endswith(".jsonl"):
+        return pd.DataFrame([json.loads(line) for line in _open_text(path).splitlines() if line.strip()])
+    if name.endswith(".json"):
+        content = json.loads(_open_text(path))
+        if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
+            return pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
+        if isinstance(content, list):
+            return pd.DataFrame(content)
+        if isinstance(content, dict):
+            return pd.DataFrame.from_dict(content, orient="index")
+        raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
+    raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
+
+
+def _read_folder(path: Path) -> pd.DataFrame:
+    """One row per CIF or POSCAR file in ``path`` (sorted by name); the file name is the row id."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and
+                   (p.suffix.lower() in CIF_SUFFIXES or POSCAR_PATTERN.match(p.name)))
+    if not files:
+        raise DataError(f"{path}: no CIF (*.cif) or POSCAR (POSCAR*, CONTCAR*, *.vasp) files in the folder")
+    return pd.DataFrame({ID_COLUMN: [p.name for p in files],
+                         STRUCTURE_COLUMN: [p.read_text(encoding="utf-8", errors="replace") for p in files]})
+
+
+def _structure_to_text(value: Any) -> str | None:
+    """A cell of the structure column as text (dicts as JSON); None where the cell is empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, Structure):
+        return json.dumps(value.as_dict())
+    return str(value)
+
+
+def _pick(columns: Sequence[str], requested: str | None, candidates: Iterable[str], what: str,
+          path: Path, required: bool) -> str | None:
+    if requested is not None:
+        if requested not in columns:
+            raise DataError(f"{path}: no {what} column {requested!r}; columns are {list(columns)}")
+        return requested
+    found = next((name for name in candidates if name in columns), None)
+    if found is None and required:
+        raise DataError(f"{path}: no {what} column (tried {list(candidates)}); columns are {list(columns)}")
+    return found
+
+
+def read_table(
+    path: str | os.PathLike,
+    *,
+    structure_column: str | None = None,
+    scope_column: str | None = None,
+    id_column: str | None = None,
+    label_columns: Sequence[str] = (),
+    extra_columns: Sequence[str] = (),
+) -> datasets.Dataset:
+    """Read crystals (and labels) from a file or a folder into a ``datasets.Dataset``.
+
+    Output columns: ``id`` (str), ``row`` (0-based position in the file), ``source`` (the path), then
+    either ``structure`` (text: CIF, POSCAR, pymatgen-dict JSON or pmg-str) or, where ``scope_column``
+    is given, ``scope`` (ready SCOPE strings); each label column as float (NaN where missing); each extra
+    column as is; ``error`` (None, or why the row cannot be used: an empty structure cell, a NaN label).
+    A missing *column* is a :class:`DataError` naming the file; a missing *value* is a row error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    frame = _read_folder(path) if path.is_dir() else _read_frame(path)
+    columns = list(frame.columns)
+    if scope_column is None and structure_column is None:
+        structure_column = _pick(columns, None, STRUCTURE_COLUMN_CANDIDATES, "structure", path, required=False)
+        if structure_column is None:
+            scope_column = _pick(columns, None, SCOPE_COLUMN_CANDIDATES, "structure or SCOPE", path, True)
+    elif scope_column is not None:
+        scope_column = _pick(columns, scope_column, (), "SCOPE", path, True)
+    else:
+        structure_column = _pick(columns, structure_column, (), "structure", path, True)
+    id_name = _pick(columns, id_column, ID_COLUMN_CANDIDATES, "id", path, required=False)
+    for name in (*label_columns, *extra_columns):
+        _pick(columns, name, (), "label" if name in label_columns else "extra", path, True)
+
+    n_rows = len(frame)
+    errors: list[str | None] = [None] * n_rows
+    table: dict[str, list] = {
+        ID_COLUMN: [str(v) for v in frame[id_name]] if id_name else [str(i) for i in range(n_rows)],
+        ROW_COLUMN: list(range(n_rows)),
+        SOURCE_COLUMN: [str(path)] * n_rows,
+    }
+    text_column = SCOPE_COLUMN if scope_column is not None else STRUCTURE_COLUMN
+    texts = [_structure_to_text(v) for v in frame[scope_column or structure_column]]
+    for index, text in enumerate(texts):
+        if text is None or not text.strip():
+            errors[index] = f"empty {scope_column or structure_column!r} cell"
+    table[text_column] = texts
+    for name in label_columns:
+        values = pd.to_numeric(frame[name], errors="coerce").astype(float).tolist()
+        for index, value in enumerate(values):
+            if not math.isfinite(value) and errors[index] is None:
+                errors[index] = f"label {name!r} is {frame[name].iloc[index]!r} (not a finite number)"
+        table[name] = values
+    for name in extra_columns:
+        table[name] = frame[name].tolist()
+    table[ERROR_COLUMN] = errors
+    features = datasets.Features({
+        ID_COLUMN: datasets.Value("string"), ROW_COLUMN: datasets.Value("int64"),
+        SOURCE_COLUMN: datasets.Value("string"), text_column: datasets.Value("string"),
+        **{name: datasets.Value("float64") for name in label_columns},
+        **datasets.Features.from_arrow_schema(pa.Table.from_pydict({n: table[n] for n in extra_columns}).schema),
+        ERROR_COLUMN: datasets.Value("string"),
+    })
+    return datasets.Dataset.from_dict(table, features=features)
+
+
+def read_tables(paths: Sequence[str | os.PathLike], **kwargs: Any) -> datasets.Dataset:
+    """:func:`read_table` on each path and concatenate (same options for all; ``source`` tells them apart)."""
+    return datasets.concatenate_datasets([read_table(p, **kwargs) for p in paths])
+
+
+# ----------------------------------------------------------------------------------------------------
+# SCOPE and tokenization maps
+# ----------------------------------------------------------------------------------------------------
+
+
+def _cache_file(cache_dir: str | os.PathLike | None, stage: str, dataset: datasets.Dataset,
+                settings: Any) -> str | None:
+    """A cache file name that changes whenever the input rows or the settings change."""
+    if cache_dir is None:
+        return None
+    key = hashlib.sha256(json.dumps([dataset._fingerprint, settings], sort_keys=True, default=str).encode())
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(cache_dir) / f"{stage}-{key.hexdigest()[:20]}.arrow")
+
+
+class ScopeMapper:
+    """Batched ``Dataset.map`` function: ``structure`` text → ``scope``; failures go to ``error``.
+
+    Holds only the encoder's settings dict (so it pickles to worker processes and hashes stably for the
+    datasets cache) and builds the encoder lazily in each process.
+    """
+
+    def __init__(self, scope_settings: dict[str, Any]) -> None:
+        self.scope_settings = dict(scope_settings)
+        self._encoder = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"scope_settings": self.scope_settings, "_encoder": None}
+
+    def _encode(self, text: str) -> str:
+        if self._encoder is None:
+            from cloud_hf.scope import ScopeEncoder
+
+            self._encoder = ScopeEncoder.from_dict(self.scope_settings)
+        return self._encoder.encode(parse_structure(text))
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        scopes: list[str | None] = []
+        errors: list[str | None] = list(batch[ERROR_COLUMN])
+        for index, text in enumerate(batch[STRUCTURE_COLUMN]):
+            scope = None
+            if errors[index] is None:
+                try:
+                    scope = self._encode(text)
+                except Exception as error:  # every failure becomes this row's error, the map keeps going
+                    errors[index] = f"SCOPE encoding failed for id {batch[ID_COLUMN][index]!r}: " \
+                                    f"{type(error).__name__}: {error}"
+            scopes.append(scope)
+        return {SCOPE_COLUMN: scopes, ERROR_COLUMN: errors}
+
+
+def add_scope_column(dataset: datasets.Dataset, encoder: Any, *, num_proc: int | None = None,
+                     batch_size: int = 64, cache_dir: str | os.PathLike | None = None) -> datasets.Dataset:
+    """Encode the ``structure`` column into a ``scope`` column with ``encoder`` (a ``ScopeEncoder``).
+
+    A table that already carries ``scope`` (and no ``structure``) is returned unchanged. ``num_proc``
+    spreads the work over processes; ``cache_dir`` stores the result so a second run skips the encoding.
+    """
+    if STRUCTURE_COLUMN not in dataset.column_names:
+        if SCOPE_COLUMN in dataset.column_names:
+            return dataset
+        raise DataError(f"dataset has neither {STRUCTURE_COLUMN!r} nor {SCOPE_COLUMN!r} column")
+    settings = encoder.to_dict()
+    num_proc = num_proc if num_proc and num_proc > 1 and len(dataset) >= 2 * batch_size else None
+    return dataset.map(ScopeMapper(settings), batched=True, batch_size=batch_size, num_proc=num_proc,
+                       cache_file_name=_cache_file(cache_dir, "scope", dataset, settings),
+                       desc="SCOPE encoding")
+
+
+class TokenMapper:
+    """Batched ``Dataset.map`` function: ``scope`` → ``input_ids``/``attention_mask``; over-long rows flagged."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        errors: list[str | None] = list(batch[ERROR_COLUMN])
+        usable = [i for i, scope in enumerate(batch[SCOPE_COLUMN]) if errors[i] is None and scope]
+        encoded = self.tokenizer([batch[SCOPE_COLUMN][i] for i in usable], truncation=False)
+        input_ids: list[list[int]] = [[] for _ in errors]
+        attention_mask: list[list[int]] = [[] for _ in errors]
+        for position, index in enumerate(usable):
+            ids = encoded["input_ids"][position]
+            if len(ids) > self.max_length:
+                errors[index] = (f"id {batch[ID_COLUMN][index]!r}: {len(ids)} tokens, longer than the model's "
+                                 f"{self.max_length} positions")
+                continue
+            if self.tokenizer.unk_token_id is not None and self.tokenizer.unk_token_id in ids:
+                logger.debug("id %r has unknown tokens", batch[ID_COLUMN][index])
+            input_ids[index] = ids
+            attention_mask[index] = encoded["attention_mask"][position]
+        for index, scope in enumerate(batch[SCOPE_COLUMN]):
+            if errors[index] is None and not scope:
+                errors[index] = f"id {batch[ID_COLUMN][index]!r}: empty SCOPE string"
+        return {"input_ids": input_ids, "attention_mask": attention_mask, ERROR_COLUMN: errors}
+
+
+def add_token_columns(dataset: datasets.Dataset, tokenizer: Any, max_length: int, *,
+                      num_proc: int | None = None, batch_size: int = 1000,
+                      cache_dir: str | os.PathLike | None = None) -> datasets.Dataset:
+    """Tokenize the ``scope`` column; a row longer than ``max_length`` tokens (with [CLS]/[SEP]) is an error row."""
+    settings = {"vocab": hashlib.sha256(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()).hexdigest(),
+                "max_length": max_length, "class": type(tokenizer).__name__}
+    num_proc = num_proc if num_proc and num_proc > 1 and len(dataset) >= 2 * batch_size else None
+    return dataset.map(TokenMapper(tokenizer, max_length), batched=True, batch_size=batch_size,
+                       num_proc=num_proc, cache_file_name=_cache_file(cache_dir, "tokens", dataset, settings),
+                       desc="Tokenizing")
+
+
+# ----------------------------------------------------------------------------------------------------
+# bad rows, de-duplication, splits
+# ----------------------------------------------------------------------------------------------------
+
+
+def split_bad_rows(dataset: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """``(good, bad)``: rows without and with an ``error``, each in input order."""
+    errors = dataset[ERROR_COLUMN]
+    good = [i for i, error in enumerate(errors) if error is None]
+    bad = [i for i, error in enumerate(errors) if error is not None]
+    return dataset.select(good), dataset.select(bad)
+
+
+def error_reasons(bad: datasets.Dataset) -> Counter:
+    """Count bad rows by reason (the error message without the row-specific part)."""
+    def reason(message: str) -> str:
+        message = re.sub(r"^(SCOPE encoding failed for )?id '[^']*':\s*", "", message)
+        return re.sub(r"\d+ tokens", "N tokens", message)[:100]
+
+    return Counter(reason(m) for m in bad[ERROR_COLUMN])
+
+
+def write_bad_rows(bad: datasets.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``source``, ``row``, ``id`` and ``error`` of every bad row to a CSV file (written even when empty)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = [c for c in (SOURCE_COLUMN, ROW_COLUMN, ID_COLUMN, ERROR_COLUMN) if c in bad.column_names]
+    pd.DataFrame({c: bad[c] for c in columns}, columns=columns).to_csv(path, index=False)
+    return path
+
+
+def drop_duplicates(dataset: datasets.Dataset, column: str = SCOPE_COLUMN) -> datasets.Dataset:
+    """Keep the first row of every distinct value of ``column`` (e.g. one row per SCOPE string)."""
+    seen: set[Any] = set()
+    keep = []
+    for index, value in enumerate(dataset[column]):
+        if value not in seen:
+            seen.add(value)
+            keep.append(index)
+    return dataset.select(keep)
+
+
+def random_split_indices(n_rows: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Split ``range(n_rows)`` into disjoint shuffled parts of the given fractions (the last takes the rest)."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    bounds = np.cumsum([round(f * n_rows) for f in fractions[:-1]])
+    return [np.sort(part) for part in np.split(order, bounds)]
+
+
+def label_statistics(dataset: datasets.Dataset, label_columns: Sequence[str]) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation (physical units) of each label column, for target standardisation."""
+    values = np.array([dataset[name] for name in label_columns], dtype=float)
+    std = values.std(axis=1)
+    return values.mean(axis=1).tolist(), np.where(std > 0, std, 1.0).tolist()
+
+
+__all__ = [
+    "DataError",
+    "ScopeMapper",
+    "TokenMapper",
+    "add_scope_column",
+    "add_token_columns",
+    "drop_duplicates",
+    "error_reasons",
+    "label_statistics",
+    "parse_structure",
+    "random_split_indices",
+    "read_table",
+    "read_tables",
+    "sniff_structure_format",
+    "split_bad_rows",
+    "structure_from_pmg_str",
+    "write_bad_rows",
+]
