@@ -19,12 +19,11 @@ from cloud_hf.data import (
     error_reasons,
     random_split_indices,
     read_table,
-    sniff_structure_format,
     split_bad_rows,
-    structure_from_pmg_str,
     write_bad_rows,
 )
-from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+from cloud_hf.scope import ScopeEncoder, ScopeError, canonical_vocabulary
+from cloud_hf.structures import load_structure, structure_from_pmg_str
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,13 +64,22 @@ def test_pmg_str_parser_reads_disordered_species() -> None:
 def test_pmg_str_parser_rejects_other_text() -> None:
     with pytest.raises(ValueError, match="abc"):
         structure_from_pmg_str("Full Formula (Na1)\nnothing else")
+    with pytest.raises(ScopeError, match=r"row 3: malformed str\(Structure\) text"):
+        ScopeEncoder().encode("Full Formula (Na1)\nnothing else", name="row 3")
+
+
+def test_the_encoder_reads_pmg_str_text_as_the_structure_it_prints() -> None:
+    structure = Structure.from_spacegroup("Fm-3m", [[5.64, 0, 0], [0, 5.64, 0], [0, 0, 5.64]], ["Na", "Cl"],
+                                          [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert ScopeEncoder().encode(str(structure)) == ScopeEncoder().encode(structure) == "cF m-3m SG225 Na 4a Cl 4b"
 
 
 def test_read_pmg_str_csv_with_labels(jdft2d_file: Path) -> None:
     table = read_table(jdft2d_file, label_columns=["exfoliation_en"])
     assert len(table) == 636
     assert table["row"][:3] == [0, 1, 2]
-    assert sniff_structure_format(table[0]["structure"]) == "pmg-str"
+    assert table[0]["structure"].startswith("Full Formula")
+    assert load_structure(table[0]["structure"]).composition.reduced_formula == "HfSiTe"
     assert table[0]["exfoliation_en"] == pytest.approx(63.5938, abs=1e-3)
     assert all(error is None for error in table["error"])
 
@@ -81,7 +89,7 @@ def test_read_matminer_split_json(shared_data: Path) -> None:
                        label_columns=["G_VRH"])
     assert len(table) == 1181
     assert table[0]["id"].startswith("mp-")
-    assert sniff_structure_format(table[0]["structure"]) == "pmg-dict"
+    assert table[0]["structure"].startswith("{")
     assert Structure.from_dict(json.loads(table[0]["structure"])).is_ordered
 
 
@@ -99,7 +107,7 @@ def test_read_csv_skips_leading_comment_line(shared_data: Path) -> None:
     table = read_table(shared_data / "structures" / "matminer" / "piezoelectric_tensor_legacy2017.csv.gz",
                        structure_column="poscar", label_columns=["eij_max"])
     assert len(table) == 941
-    assert sniff_structure_format(table[0]["structure"]) == "poscar"
+    assert len(load_structure(table[0]["structure"])) > 0
 
 
 def test_read_folder_of_cif_files(encoder: ScopeEncoder) -> None:
@@ -155,7 +163,7 @@ def test_bad_rows_are_kept_in_order_counted_and_written(file_with_bad_rows: Path
     assert bad["row"] == [1, 3, 4]
     assert "not a finite number" in bad[1]["error"]
     assert "empty 'cif' cell" in bad[2]["error"]
-    assert "SCOPE encoding failed for id 'garbage'" in bad[0]["error"]
+    assert bad[0]["error"].startswith("id=garbage: ")
     assert good["id"] == [f"aflow-{i}" for i in range(6)]
     assert all(len(ids) > 3 for ids in good["input_ids"])
     assert sum(error_reasons(bad).values()) == len(bad)

@@ -17,7 +17,7 @@ Supported inputs (:func:`read_table`): CSV (``.csv``, ``.csv.gz``; a leading ``#
 skipped), JSON (a list of records or pandas ``orient="split"``, i.e. the matminer ``json.gz`` format),
 JSON Lines (``.jsonl``), and a folder of CIF / POSCAR files. The structure column may hold CIF text,
 POSCAR text, pymatgen ``Structure.as_dict()`` dicts (stored as JSON text) or the text of ``str(Structure)``
-("pmg-str", parsed by :func:`structure_from_pmg_str`); a table may instead carry ready SCOPE strings.
+("pmg-str", read by :func:`cloud_hf.structures.structure_from_pmg_str`); a table may instead carry ready SCOPE strings.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Structure
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ ROW_COLUMN = "row"
 STRUCTURE_COLUMN = "structure"
 SCOPE_COLUMN = "scope"
 ERROR_COLUMN = "error"
+SCOPE_ERROR_COLUMN = "scope_error"
 SOURCE_COLUMN = "source"
 
 #: Column names tried, in order, when no structure column is named.
@@ -62,82 +63,6 @@ POSCAR_PATTERN = re.compile(r"^(POSCAR|CONTCAR).*|.*\.(vasp|poscar)$", re.IGNORE
 
 class DataError(ValueError):
     """A whole input cannot be used (unreadable file, no structure column, unknown label column)."""
-
-
-# ----------------------------------------------------------------------------------------------------
-# structure text → pymatgen Structure
-# ----------------------------------------------------------------------------------------------------
-
-
-def sniff_structure_format(text: str) -> str:
-    """Guess the format of one structure's text: ``"pmg-dict"``, ``"pmg-str"``, ``"cif"`` or ``"poscar"``."""
-    head = text.lstrip()[:2000]
-    if head.startswith("{"):
-        return "pmg-dict"
-    if head.startswith("Full Formula"):
-        return "pmg-str"
-    if "_cell_length_a" in head or re.search(r"^\s*data_", head, re.MULTILINE):
-        return "cif"
-    return "poscar"
-
-
-def structure_from_pmg_str(text: str) -> Structure:
-    """Parse the text of ``str(Structure)`` (pymatgen's table: ``abc``, ``angles``, then one site per row).
-
-    The lattice is rebuilt from a, b, c (Å) and α, β, γ (degrees), so its orientation is pymatgen's
-    standard one; fractional coordinates are taken as written (6 decimals). A species cell may be a plain
-    element (``Fe``), an ion (``Fe2+``) or a disordered occupancy (``Fe:0.5, Ni:0.5``).
-    """
-    lines = text.strip().splitlines()
-    fields: dict[str, str] = {}
-    table_start = None
-    for index, line in enumerate(lines):
-        key, sep, value = line.partition(":")
-        if sep and key.strip() in ("abc", "angles", "pbc"):
-            fields[key.strip()] = value
-        if line.lstrip().startswith("#") and "SP" in line.split():
-            table_start = index
-            break
-    if "abc" not in fields or "angles" not in fields or table_start is None:
-        raise ValueError("not a str(Structure) table: missing 'abc', 'angles' or the site header")
-    abc = [float(v) for v in fields["abc"].split()]
-    angles = [float(v) for v in fields["angles"].split()]
-    header = lines[table_start].split()
-    species_at, first_coordinate_at = header.index("SP"), header.index("a")
-    species: list[Any] = []
-    coordinates: list[list[float]] = []
-    for line in lines[table_start + 2 :]:
-        if not line.strip():
-            continue
-        cells = re.split(r"\s{2,}", line.strip())
-        if len(cells) < first_coordinate_at + 3:
-            raise ValueError(f"malformed site line {line.strip()!r}")
-        species_cell = cells[species_at]
-        if ":" in species_cell:
-            species.append({name.strip(): float(occ) for name, occ in
-                            (part.split(":") for part in species_cell.split(","))})
-        else:
-            species.append(species_cell)
-        coordinates.append([float(v) for v in cells[first_coordinate_at : first_coordinate_at + 3]])
-    if not species:
-        raise ValueError("str(Structure) table has no sites")
-    return Structure(Lattice.from_parameters(*abc, *angles), species, coordinates)
-
-
-def parse_structure(text: str) -> Structure | dict | str:
-    """Turn one structure's stored text into what ``ScopeEncoder.encode`` accepts.
-
-    CIF text is passed through (the encoder's loader validates it and names the failure); a pymatgen
-    dict is decoded from JSON; POSCAR text and pmg-str are parsed here into a ``Structure``.
-    """
-    structure_format = sniff_structure_format(text)
-    if structure_format == "cif":
-        return text
-    if structure_format == "pmg-dict":
-        return json.loads(text)
-    if structure_format == "pmg-str":
-        return structure_from_pmg_str(text)
-    return Structure.from_str(text, fmt="poscar")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -293,48 +218,14 @@ def _cache_file(cache_dir: str | os.PathLike | None, stage: str, dataset: datase
     return str(Path(cache_dir) / f"{stage}-{key.hexdigest()[:20]}.arrow")
 
 
-class ScopeMapper:
-    """Batched ``Dataset.map`` function: ``structure`` text → ``scope``; failures go to ``error``.
-
-    Holds only the encoder's settings dict (so it pickles to worker processes and hashes stably for the
-    datasets cache) and builds the encoder lazily in each process.
-    """
-
-    def __init__(self, scope_settings: dict[str, Any]) -> None:
-        self.scope_settings = dict(scope_settings)
-        self._encoder = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"scope_settings": self.scope_settings, "_encoder": None}
-
-    def _encode(self, text: str) -> str:
-        if self._encoder is None:
-            from cloud_hf.scope import ScopeEncoder
-
-            self._encoder = ScopeEncoder.from_dict(self.scope_settings)
-        return self._encoder.encode(parse_structure(text))
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        scopes: list[str | None] = []
-        errors: list[str | None] = list(batch[ERROR_COLUMN])
-        for index, text in enumerate(batch[STRUCTURE_COLUMN]):
-            scope = None
-            if errors[index] is None:
-                try:
-                    scope = self._encode(text)
-                except Exception as error:  # every failure becomes this row's error, the map keeps going
-                    errors[index] = f"SCOPE encoding failed for id {batch[ID_COLUMN][index]!r}: " \
-                                    f"{type(error).__name__}: {error}"
-            scopes.append(scope)
-        return {SCOPE_COLUMN: scopes, ERROR_COLUMN: errors}
-
-
 def add_scope_column(dataset: datasets.Dataset, encoder: Any, *, num_proc: int | None = None,
                      batch_size: int = 64, cache_dir: str | os.PathLike | None = None) -> datasets.Dataset:
     """Encode the ``structure`` column into a ``scope`` column with ``encoder`` (a ``ScopeEncoder``).
 
-    A table that already carries ``scope`` (and no ``structure``) is returned unchanged. ``num_proc``
-    spreads the work over processes; ``cache_dir`` stores the result so a second run skips the encoding.
+    The encoding is the encoder's own map function (:meth:`ScopeEncoder.map_dataset`); a row it cannot
+    encode gets the reason in ``error`` (an earlier error of the row, e.g. a NaN label, is kept). A table
+    that already carries ``scope`` (and no ``structure``) is returned unchanged. ``num_proc`` spreads the
+    work over processes; ``cache_dir`` stores the result so a second run skips the encoding.
     """
     if STRUCTURE_COLUMN not in dataset.column_names:
         if SCOPE_COLUMN in dataset.column_names:
@@ -342,9 +233,19 @@ def add_scope_column(dataset: datasets.Dataset, encoder: Any, *, num_proc: int |
         raise DataError(f"dataset has neither {STRUCTURE_COLUMN!r} nor {SCOPE_COLUMN!r} column")
     settings = encoder.to_dict()
     num_proc = num_proc if num_proc and num_proc > 1 and len(dataset) >= 2 * batch_size else None
-    return dataset.map(ScopeMapper(settings), batched=True, batch_size=batch_size, num_proc=num_proc,
-                       cache_file_name=_cache_file(cache_dir, "scope", dataset, settings),
-                       desc="SCOPE encoding")
+    encoded = encoder.map_dataset(
+        dataset, input_column=STRUCTURE_COLUMN, output_column=SCOPE_COLUMN, error_column=SCOPE_ERROR_COLUMN,
+        id_column=ID_COLUMN, batch_size=batch_size, num_proc=num_proc,
+        cache_file_name=_cache_file(cache_dir, "scope", dataset, settings), desc="SCOPE encoding",
+    )
+    return encoded.map(_merge_scope_errors, batched=True, remove_columns=[SCOPE_ERROR_COLUMN],
+                       desc="collecting SCOPE errors")
+
+
+def _merge_scope_errors(batch: dict[str, list]) -> dict[str, list]:
+    """Fold the encoder's ``scope_error`` into the row's ``error`` (the first error of a row wins)."""
+    return {ERROR_COLUMN: [row_error or scope_error
+                           for row_error, scope_error in zip(batch[ERROR_COLUMN], batch[SCOPE_ERROR_COLUMN])]}
 
 
 class TokenMapper:
@@ -404,7 +305,7 @@ def split_bad_rows(dataset: datasets.Dataset) -> tuple[datasets.Dataset, dataset
 def error_reasons(bad: datasets.Dataset) -> Counter:
     """Count bad rows by reason (the error message without the row-specific part)."""
     def reason(message: str) -> str:
-        message = re.sub(r"^(SCOPE encoding failed for )?id '[^']*':\s*", "", message)
+        message = re.sub(r"^(id '[^']*'|id=\S+?):\s*", "", message)  # token and SCOPE errors name the row so
         return re.sub(r"\d+ tokens", "N tokens", message)[:100]
 
     return Counter(reason(m) for m in bad[ERROR_COLUMN])
@@ -446,19 +347,15 @@ def label_statistics(dataset: datasets.Dataset, label_columns: Sequence[str]) ->
 
 __all__ = [
     "DataError",
-    "ScopeMapper",
     "TokenMapper",
     "add_scope_column",
     "add_token_columns",
     "drop_duplicates",
     "error_reasons",
     "label_statistics",
-    "parse_structure",
     "random_split_indices",
     "read_table",
     "read_tables",
-    "sniff_structure_format",
     "split_bad_rows",
-    "structure_from_pmg_str",
     "write_bad_rows",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_hf.data import STRUCTURE_COLUMN, DataError, parse_structure, read_table
+from cloud_hf.data import STRUCTURE_COLUMN, DataError, read_table
 
 TABLE_SUFFIXES = (".csv", ".json", ".jsonl")
 """File suffixes read as tables of crystals (optionally ``.gz``-compressed); any other file is one structure."""
@@ -77,10 +77,7 @@ def _crystals_in_table(path: Path, structure_column: str | None, id_column: str 
         if row["error"] is not None:
             yield CrystalInput(name=name, error=f"{name}: {row['error']}")
             continue
-        try:
-            yield CrystalInput(name=name, crystal=parse_structure(row[STRUCTURE_COLUMN]))
-        except Exception as error:  # a malformed cell fails its own row only
-            yield CrystalInput(name=name, error=f"{name}: unreadable structure: {type(error).__name__}: {error}")
+        yield CrystalInput(name=name, crystal=row[STRUCTURE_COLUMN])  # text, read by cloud_hf.structures
 
 
 __all__ = ["TABLE_SUFFIXES", "CrystalInput", "collect_crystals"]

@@ -201,6 +201,49 @@ def closest_pair(lattice: np.ndarray, frac_coords: np.ndarray, chunk: int = 64) 
     return best
 
 
+def structure_from_pmg_str(text: str) -> Structure:
+    """Parse the text of ``str(Structure)`` (pymatgen's table: ``abc``, ``angles``, then one site per row).
+
+    The lattice is rebuilt from a, b, c (Å) and α, β, γ (degrees), so its orientation is pymatgen's
+    standard one; fractional coordinates are taken as written (6 decimals). A species cell may be a plain
+    element (``Fe``), an ion (``Fe2+``) or a disordered occupancy (``Fe:0.5, Ni:0.5``).
+    """
+    lines = text.strip().splitlines()
+    fields: dict[str, str] = {}
+    table_start = None
+    for index, line in enumerate(lines):
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("abc", "angles", "pbc"):
+            fields[key.strip()] = value
+        if line.lstrip().startswith("#") and "SP" in line.split():
+            table_start = index
+            break
+    if "abc" not in fields or "angles" not in fields or table_start is None:
+        raise ValueError("not a str(Structure) table: missing 'abc', 'angles' or the site header")
+    abc = [float(v) for v in fields["abc"].split()]
+    angles = [float(v) for v in fields["angles"].split()]
+    header = lines[table_start].split()
+    species_at, first_coordinate_at = header.index("SP"), header.index("a")
+    species: list[Any] = []
+    coordinates: list[list[float]] = []
+    for line in lines[table_start + 2 :]:
+        if not line.strip():
+            continue
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) < first_coordinate_at + 3:
+            raise ValueError(f"malformed site line {line.strip()!r}")
+        species_cell = cells[species_at]
+        if ":" in species_cell:
+            species.append({name.strip(): float(occ) for name, occ in
+                            (part.split(":") for part in species_cell.split(","))})
+        else:
+            species.append(species_cell)
+        coordinates.append([float(v) for v in cells[first_coordinate_at : first_coordinate_at + 3]])
+    if not species:
+        raise ValueError("str(Structure) table has no sites")
+    return Structure(Lattice.from_parameters(*abc, *angles), species, coordinates)
+
+
 # --- conversions ------------------------------------------------------------------------------------
 
 
@@ -240,7 +283,12 @@ def _to_structure(obj: Any, label: str) -> Structure:
             raise ScopeError(f"{label}: malformed pymatgen structure dict: {_reason(error)}") from error
     if isinstance(obj, str) and _looks_like_cif(obj):
         return _parse_with_pymatgen(obj, "cif", label)
-    if isinstance(obj, str) and "\n" in obj:  # text that is not CIF: POSCAR is the one other text format
+    if isinstance(obj, str) and obj.lstrip().startswith("Full Formula"):  # the text of str(Structure)
+        try:
+            return structure_from_pmg_str(obj)
+        except ValueError as error:
+            raise ScopeError(f"{label}: malformed str(Structure) text: {error}") from error
+    if isinstance(obj, str) and "\n" in obj:  # any other text that is not CIF is read as POSCAR
         return _parse_with_pymatgen(obj, "poscar", label)
     if isinstance(obj, (str, Path)):
         path = Path(obj)
