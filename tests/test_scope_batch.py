@@ -115,6 +115,7 @@ def run_cli(args, capsys) -> tuple[int, list[dict[str, str]], str]:
 
 
 def test_cli_folder_and_files_give_every_row(tmp_path, capsys):
+    """Every file of a folder (sorted by name) and every named path is one row; bad ones carry the reason."""
     folder = tmp_path / "crystals"
     folder.mkdir()
     (folder / "NaCl.cif").write_text(str(CifWriter(ROCKSALT)))
@@ -124,12 +125,14 @@ def test_cli_folder_and_files_give_every_row(tmp_path, capsys):
     code, rows, err = run_cli([folder, tmp_path / "missing.cif"], capsys)
     assert code == 0
     assert [row["id"] for row in rows] == [
-        str(folder / "NaCl.cif"), str(folder / "POSCAR_CsCl"), str(folder / "broken.cif"), str(tmp_path / "missing.cif"),
+        str(folder / "NaCl.cif"), str(folder / "POSCAR_CsCl"), str(folder / "broken.cif"), str(folder / "notes.txt"),
+        str(tmp_path / "missing.cif"),
     ]
-    assert [row["scope"] for row in rows] == ["cF m-3m SG225 Na 4a Cl 4b", "cP m-3m SG221 Cl 1a Cs 1b", "", ""]
+    assert [row["scope"] for row in rows] == ["cF m-3m SG225 Na 4a Cl 4b", "cP m-3m SG221 Cl 1a Cs 1b", "", "", ""]
     assert rows[2]["error"].startswith(f"{folder / 'broken.cif'}: unreadable or malformed CIF")
-    assert rows[3]["error"] == f"{tmp_path / 'missing.cif'}: no such file"
-    assert "encoded 2 of 4 inputs (canonical-1)" in err
+    assert rows[3]["error"].startswith(f"{folder / 'notes.txt'}: ")
+    assert rows[4]["error"] == f"{tmp_path / 'missing.cif'}: no such file or folder"
+    assert "encoded 2 of 5 inputs (canonical-1)" in err
 
 
 def test_cli_reference_mode_table_to_jsonl(tmp_path, capsys):
@@ -153,7 +156,7 @@ def test_cli_reports_a_missing_column_and_fails_when_nothing_is_encoded(tmp_path
     table.write_text(json.dumps({"id": "a", "poscar_text": "x"}) + "\n")
     code, rows, err = run_cli(["--input-column", "cif", table], capsys)
     assert code == 1
-    assert rows == [{"id": str(table), "scope": "", "error": f"{table}: no structure column 'cif' (columns: id, poscar_text)"}]
+    assert rows == [{"id": str(table), "scope": "", "error": f"{table}: no structure column 'cif'; columns are ['id', 'poscar_text']"}]
     assert "encoded 0 of 1 inputs" in err
 
 
