@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -26,3 +27,15 @@ def reference_data(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_scope_strings(reference_data: Path) -> list[str]:
+    """Every reference SCOPE string of ``../shared/data/reference/*.csv`` (pretraining, dielectric, C_v), in file order."""
+    strings: list[str] = []
+    for path in sorted(reference_data.glob("*.csv")):
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            column = "cloud" if "cloud" in reader.fieldnames else "scope"
+            strings.extend(row[column] for row in reader)
+    return strings

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -34,16 +33,6 @@ def write_reference_checkpoint(folder: Path, reference_data: Path, num_layers: i
     return model
 
 
-def reference_strings(reference_data: Path) -> list[str]:
-    strings = []
-    for path in sorted(reference_data.glob("*.csv")):
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            column = "cloud" if "cloud" in reader.fieldnames else "scope"
-            strings.extend(row[column] for row in reader)
-    return strings
-
-
 @pytest.fixture(scope="module")
 def converted(reference_data, tmp_path_factory) -> tuple[Path, Path, BertForMaskedLM]:
     root = tmp_path_factory.mktemp("conversion")
@@ -65,13 +54,13 @@ def test_converted_folder_is_a_safetensors_cloud_checkpoint(converted):
     assert "token_type" not in " ".join(load_file(destination / "model.safetensors"))
 
 
-def test_converted_logits_equal_the_reference_model(converted, reference_data):
+def test_converted_logits_equal_the_reference_model(converted, reference_scope_strings):
     source, destination, _ = converted
     reference = BertForMaskedLM.from_pretrained(source).eval()
     model = AutoModelForMaskedLM.from_pretrained(destination).eval()
     assert type(model) is CloudForMaskedLM
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in reference.parameters())
-    strings = reference_strings(reference_data)[::200]
+    strings = reference_scope_strings[::200]
     reference_inputs = BertTokenizer.from_pretrained(source)(strings, padding="max_length", max_length=64,
                                                             return_tensors="pt")
     ours = AutoTokenizer.from_pretrained(destination)(strings, padding=True, return_tensors="pt")
@@ -91,12 +80,12 @@ def test_converted_logits_equal_the_reference_model(converted, reference_data):
     assert (dynamic_padding[real] - expected[:, :length][real]).abs().max().item() <= 1e-5
 
 
-def test_converted_tokenizer_equals_the_reference_tokenizer_on_every_reference_string(converted, reference_data):
+def test_converted_tokenizer_equals_the_reference_tokenizer_on_every_reference_string(converted, reference_scope_strings):
     source, destination, _ = converted
     tokenizer = AutoTokenizer.from_pretrained(destination)
     assert type(tokenizer) is CloudTokenizerFast and len(tokenizer) == REFERENCE_VOCAB_SIZE
     assert tokenizer.scope_config["mode"] == "reference" and tokenizer.model_max_length == 64
-    strings = reference_strings(reference_data)
+    strings = reference_scope_strings
     expected = BertTokenizer.from_pretrained(source)(strings)["input_ids"]
     actual = tokenizer(strings)["input_ids"]
     mismatches = sum(a != b for a, b in zip(expected, actual))

@@ -245,17 +245,7 @@ def test_scope_config_must_name_a_mode():
 # --- the reference (BERT WordPiece) tokenizer --------------------------------------------------------------
 
 
-def _reference_strings(reference_data: Path) -> list[str]:
-    strings = []
-    for path in sorted(reference_data.glob("*.csv")):
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            column = "cloud" if "cloud" in reader.fieldnames else "scope"
-            strings.extend(row[column] for row in reader)
-    return strings
-
-
-def test_reference_tokenizer_matches_bert_tokenizer_on_every_reference_string(reference_data, tmp_path):
+def test_reference_tokenizer_matches_bert_tokenizer_on_every_reference_string(reference_data, reference_scope_strings, tmp_path):
     folder = reference_data / "tokenizer"
     reference = BertTokenizer.from_pretrained(folder)
     ours = CloudTokenizerFast.from_reference_files(folder)
@@ -264,7 +254,7 @@ def test_reference_tokenizer_matches_bert_tokenizer_on_every_reference_string(re
     assert type(ours) is CloudTokenizerFast and len(ours) == 564
     assert ours.scope_config == ScopeEncoder(mode="reference").to_dict()
     assert ours.model_max_length == 64
-    strings = _reference_strings(reference_data)
+    strings = reference_scope_strings
     assert len(strings) == 16276
     expected, actual = reference(strings)["input_ids"], ours(strings)["input_ids"]
     mismatches = [s for s, a, b in zip(strings, expected, actual) if a != b]
