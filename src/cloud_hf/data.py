@@ -40,6 +40,8 @@ import pandas as pd
 import pyarrow as pa
 from pymatgen.core import Structure
 
+from cloud_hf.errors import CloudDataError
+
 logger = logging.getLogger(__name__)
 
 ID_COLUMN = "id"
@@ -61,8 +63,8 @@ CIF_SUFFIXES = (".cif", ".mcif")
 POSCAR_PATTERN = re.compile(r"^(POSCAR|CONTCAR).*|.*\.(vasp|poscar)$", re.IGNORECASE)
 
 
-class DataError(ValueError):
-    """A whole input cannot be used (unreadable file, no structure column, unknown label column)."""
+DataError = CloudDataError
+"""Alias of :class:`cloud_hf.errors.CloudDataError`: a whole input cannot be used."""
 
 
 # ----------------------------------------------------------------------------------------------------

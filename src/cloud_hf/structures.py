@@ -33,6 +33,8 @@ import numpy as np
 from pymatgen.core import Lattice, Molecule, Structure
 from pymatgen.core.periodic_table import Element
 
+from cloud_hf.errors import ScopeError
+
 MIN_INTERATOMIC_DISTANCE = 0.5
 """Default smallest allowed distance between two atoms, in Å; closer atoms are reported as overlapping."""
 
@@ -45,8 +47,6 @@ CIF_SITE_TOLERANCE = 1e-4
 MAX_ATOMIC_NUMBER = 118
 
 
-class ScopeError(ValueError):
-    """A structure could not be read or encoded; the message names the input and the reason."""
 
 
 @dataclass(frozen=True)
