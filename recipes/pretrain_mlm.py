@@ -102,7 +102,7 @@ def main() -> None:
     logger.info("model: %.2fM parameters; %d train / %d validation strings", model.num_parameters() / 1e6,
                 len(train), len(validation))
     collator = ReproducibleMLMCollator(tokenizer, mlm_probability=float(config["model"].get("mlm_probability", 0.15)),
-                                       seed=int(config.get("seed", 42)))
+                                       mask_seed=int(config.get("seed", 42)))
     arguments = training_arguments(config)
     trainer = build_trainer(model, tokenizer, arguments, train, validation, None, data_collator=collator,
                             early_stopping_patience=config.get("early_stopping_patience"))

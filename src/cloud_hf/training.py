@@ -497,17 +497,23 @@ class CloudTrainer(Trainer):
 
 @dataclass
 class ReproducibleMLMCollator(DataCollatorForLanguageModeling):
-    """Masked-LM collator whose masks depend only on ``seed`` and the batch's token ids.
+    """Masked-LM collator whose masks depend only on ``mask_seed`` and the batch's token ids.
 
     The global RNG is consumed in a different order by a resumed run (the data loader prefetches the next
     batch before the current step's dropout), so masks drawn from it differ after a resume; seeding each
     batch from its content makes an interrupted-and-resumed pre-training end in the same state as an
     uninterrupted one. Batches differ from epoch to epoch (reshuffled), so masks do too.
+
+    The base class's own ``seed`` stays None: with a seed, ``DataCollatorForLanguageModeling`` replaces the
+    generator by ``Generator(seed)`` on the first batch of every process (its ``_generator_pid`` check), so
+    the first batch after a resume was masked differently from the same batch in the uninterrupted run.
     """
+
+    mask_seed: int = 42
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         digest = hashlib.blake2b(repr([list(e["input_ids"]) for e in examples]).encode(), digest_size=8).digest()
-        self.generator = torch.Generator().manual_seed((int(self.seed or 0) * 1_000_003
+        self.generator = torch.Generator().manual_seed((int(self.mask_seed) * 1_000_003
                                                         + int.from_bytes(digest, "little")) % 2**63)
         return super().torch_call(examples)
 
