@@ -23,8 +23,6 @@ from cloud_hf.debye import median_debye_temperature
 from cloud_hf.errors import CloudError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.training import (
-    DebyeCvDataArguments,
-    DebyeCvModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
     failure_status,
@@ -38,6 +36,7 @@ from cloud_hf.training import (
     start_run,
     train_and_evaluate,
 )
+from cloud_hf.training.arguments import DebyeCvDataArguments, DebyeCvModelArguments
 
 logger = logging.getLogger("cloud_hf.recipes")
 

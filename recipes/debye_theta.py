@@ -18,8 +18,6 @@ from pathlib import Path
 from cloud_hf.errors import CloudError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.training import (
-    DebyeThetaDataArguments,
-    DebyeThetaModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
     failure_status,
@@ -32,6 +30,7 @@ from cloud_hf.training import (
     start_run,
     train_and_evaluate,
 )
+from cloud_hf.training.arguments import DebyeThetaDataArguments, DebyeThetaModelArguments
 
 logger = logging.getLogger("cloud_hf.recipes")
 

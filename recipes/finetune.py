@@ -17,7 +17,6 @@ import sys
 
 from cloud_hf.errors import CloudError
 from cloud_hf.training import (
-    FinetuneDataArguments,
     ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
@@ -30,6 +29,7 @@ from cloud_hf.training import (
     start_run,
     train_and_evaluate,
 )
+from cloud_hf.training.arguments import FinetuneDataArguments
 
 ARGUMENTS = (FinetuneDataArguments, ModelArguments, SupervisedTrainingArguments)
 PROGRAM = "python recipes/finetune.py"

@@ -29,7 +29,6 @@ from sklearn.metrics import max_error, mean_absolute_percentage_error
 
 from cloud_hf.errors import CloudConfigError, CloudDataError, CloudError
 from cloud_hf.training import (
-    MatbenchDataArguments,
     ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
@@ -46,6 +45,7 @@ from cloud_hf.training import (
     train_and_evaluate,
     write_json,
 )
+from cloud_hf.training.arguments import MatbenchDataArguments
 
 logger = logging.getLogger("cloud_hf.recipes")
 

@@ -33,8 +33,6 @@ from cloud_hf.errors import CloudDataError, CloudError
 from cloud_hf.modeling_cloud import CloudForMaskedLM
 from cloud_hf.training import (
     CloudTrainingArguments,
-    CorpusDataArguments,
-    PretrainModelArguments,
     ReproducibleMLMCollator,
     build_trainer,
     carve_validation,
@@ -50,6 +48,7 @@ from cloud_hf.training import (
     start_run,
     write_json,
 )
+from cloud_hf.training.arguments import CorpusDataArguments, PretrainModelArguments
 
 logger = logging.getLogger("cloud_hf.recipes")
 

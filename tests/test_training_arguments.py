@@ -18,13 +18,13 @@ from cloud_hf.modeling_cloud import CloudForRegression
 from cloud_hf.training import (
     CloudTrainer,
     CloudTrainingArguments,
-    FinetuneDataArguments,
     ModelArguments,
     RecipeArgumentParser,
     ReproducibleMLMCollator,
     SupervisedTrainingArguments,
     parse_recipe_arguments,
 )
+from cloud_hf.training.arguments import FinetuneDataArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "recipes" / "configs"

@@ -1,6 +1,7 @@
 """Shared machinery of the training recipes (``recipes/*.py``), one job per module.
 
-* :mod:`~cloud_hf.training.arguments`: the typed options (data, model, Trainer dataclasses);
+* :mod:`~cloud_hf.training.arguments`: the typed options: the base data, model and Trainer dataclasses
+  (exported here) and each recipe's own subclasses (imported from the module);
 * :mod:`~cloud_hf.training.parser`: YAML file + command line → those dataclasses (``HfArgumentParser``);
 * :mod:`~cloud_hf.training.data`: tasks (which columns feed the model) and tokenized splits;
 * :mod:`~cloud_hf.training.models`: tokenizer and model factory;
@@ -12,16 +13,8 @@
 
 from cloud_hf.training.arguments import (
     CloudTrainingArguments,
-    CorpusDataArguments,
     DataArguments,
-    DebyeCvDataArguments,
-    DebyeCvModelArguments,
-    DebyeThetaDataArguments,
-    DebyeThetaModelArguments,
-    FinetuneDataArguments,
-    MatbenchDataArguments,
     ModelArguments,
-    PretrainModelArguments,
     SplitDataArguments,
     SupervisedTrainingArguments,
 )
@@ -64,18 +57,10 @@ from cloud_hf.training.trainer import (
 __all__ = [
     "CloudTrainer",
     "CloudTrainingArguments",
-    "CorpusDataArguments",
     "DataArguments",
-    "DebyeCvDataArguments",
-    "DebyeCvModelArguments",
-    "DebyeThetaDataArguments",
-    "DebyeThetaModelArguments",
     "EvaluationResult",
-    "FinetuneDataArguments",
-    "MatbenchDataArguments",
     "ModelArguments",
     "PreparedSplit",
-    "PretrainModelArguments",
     "RecipeArgumentParser",
     "ReproducibleMLMCollator",
     "SplitDataArguments",

@@ -12,7 +12,7 @@ its own fields; every field is then a YAML key and a ``--flag`` listed by ``--he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from transformers import TrainingArguments
@@ -35,6 +35,8 @@ class DataArguments:
     """Options every recipe has for reading and preparing its tables (section ``data`` of the YAML)."""
 
     _argument_group_name = "data options (YAML section data)"
+    required_options: ClassVar[tuple[str, ...]] = ()
+    """Options a subclass cannot run without (checked when the options are read)."""
 
     structure_column: str | None = option(None, "Column holding the structures (CIF, POSCAR, pymatgen dict); "
                                                 "None: detected by cloud_hf.data.read_table.")
@@ -49,6 +51,9 @@ class DataArguments:
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 1.0:
             raise CloudConfigError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        for name in self.required_options:
+            if getattr(self, name) in (None, "", []):
+                raise CloudConfigError(f"the option {name} (YAML data.{name}) is required")
 
 
 @dataclass
@@ -58,11 +63,7 @@ class SplitDataArguments(DataArguments):
     train: str | None = option(None, "Training table: a file (CSV, JSON, JSON Lines) or a folder of CIF/POSCAR.")
     validation: str | None = option(None, "Validation table; None: carved out of the training rows.")
     test: str | None = option(None, "Test table; None: no test metrics.")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.train:
-            raise CloudConfigError("the option train (data.train: a file or folder of crystals) is required")
+    required_options: ClassVar[tuple[str, ...]] = ("train",)
 
 
 @dataclass
@@ -120,13 +121,12 @@ class CorpusDataArguments(DataArguments):
     train: list[str] = option([], "Files, folders or glob patterns of the corpus (any format read_table reads).")
     deduplicate: bool = option(True, "Drop duplicate structures and SCOPE strings before carving validation.")
     validation_fraction: float = option(0.02, "Fraction of the distinct strings held out for validation.")
+    required_options: ClassVar[tuple[str, ...]] = ("train",)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if isinstance(self.train, str):
             self.train = [self.train]
-        if not self.train:
-            raise CloudConfigError("the option train (data.train: the corpus files or patterns) is required")
+        super().__post_init__()
 
 
 @dataclass
@@ -144,11 +144,7 @@ class FinetuneDataArguments(SplitDataArguments):
     units: str = option("", "Units of the targets, for reports and the saved config (e.g. GPa).")
     problem: Literal["regression", "classification"] = option("regression", "Regression or classification.")
     num_classes: int = option(2, "Number of classes (classification only).")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.label_columns:
-            raise CloudConfigError("the option label_columns (data.label_columns) is required")
+    required_options: ClassVar[tuple[str, ...]] = ("train", "label_columns")
 
 
 @dataclass
@@ -206,12 +202,10 @@ class MatbenchDataArguments(DataArguments):
     task: str | None = option(None, "MatBench task name, e.g. matbench_jdft2d.")
     data_file: str | None = option(None, "The task's matminer json.gz, or a CSV of its structures in MatBench order.")
     max_folds: int | None = option(None, "Train and test only the first N of the 5 official folds; None: all.")
+    required_options: ClassVar[tuple[str, ...]] = ("task", "data_file")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("task", "data_file"):
-            if not getattr(self, name):
-                raise CloudConfigError(f"the option {name} is required")
         if self.max_rows is not None:
             raise CloudConfigError("max_rows does not apply to MatBench (its folds cover every row); use max_folds")
         if self.max_folds is not None and self.max_folds < 1:
