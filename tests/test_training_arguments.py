@@ -5,6 +5,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -67,6 +70,24 @@ def test_yaml_then_command_line_then_defaults(tmp_path: Path) -> None:
     assert (training.output_dir, training.seed, training.learning_rate) == ("out", 7, 2e-3)
     assert training.layer_lr_decay == 0.9 and training.save_total_limit == 2  # YAML, then the supervised default
     assert str(training.eval_strategy) in ("epoch", "IntervalStrategy.EPOCH")
+
+
+def test_null_on_the_command_line_clears_an_optional_option(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path, FINETUNE_YAML.replace("tokenizer: tok", "checkpoint: ckpt, tokenizer: tok"))
+    data, model, training = parse_recipe_arguments(FINETUNE, [config, "--checkpoint", "null", "--data.max_rows", "none",
+                                                              "--layer_lr_decay", "null"])
+    assert model.checkpoint is None and data.max_rows is None and training.layer_lr_decay is None
+
+
+def test_help_of_the_script_lists_the_options_and_exits_0() -> None:
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "recipes" / "matbench.py"), "--help"],
+                               capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for flag in ("--max_folds", "--data_file", "--task", "--checkpoint", "--config_overrides", "--optim",
+                 "--layer_lr_decay", "--early_stopping_patience", "--learning_rate"):
+        assert f"{flag} " in completed.stdout
+    assert completed.stdout.startswith("usage: python recipes/matbench.py [CONFIG.yaml] [--option value ...]")
 
 
 def test_every_shipped_config_parses(tmp_path: Path) -> None:

@@ -13,9 +13,10 @@ import argparse
 import dataclasses
 import difflib
 import sys
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
@@ -26,6 +27,21 @@ SECTIONS = ("data", "model", "training")
 """YAML section of each of a recipe's three dataclasses, in the order they are given."""
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+NONE_WORDS = ("null", "none", "None", "~")
+"""Command-line values that mean None for an option that may be None (``--checkpoint null``: from scratch)."""
+
+
+def none_or(convert: Callable[[str], Any] | None) -> Callable[[str], Any]:
+    """An argparse ``type`` that reads :data:`NONE_WORDS` as None and anything else with ``convert``."""
+    def parse(text: str) -> Any:
+        if text in NONE_WORDS:
+            return None
+        return text if convert is None else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "str")  # argparse names the type in its errors
+    return parse
 
 
 def closest(key: str, valid: Sequence[str]) -> str:
@@ -53,6 +69,11 @@ class RecipeArgumentParser(HfArgumentParser):
         self.section_fields = {section: [f.name for f in dataclasses.fields(cls) if f.init]
                                for section, cls in zip(SECTIONS, dataclass_types)}
         self.options = {name for names in self.section_fields.values() for name in names}
+        optional = {name for cls in dataclass_types for name, hint in get_type_hints(cls).items()
+                    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)}
+        for action in self._actions:
+            if action.dest in optional and action.nargs is None:
+                action.type = none_or(action.type)
 
     def error(self, message: str) -> None:  # argparse calls this instead of raising
         raise CloudConfigError(f"{self.prog}: {message}")
