@@ -75,8 +75,12 @@ def test_yaml_then_command_line_then_defaults(tmp_path: Path) -> None:
 def test_null_on_the_command_line_clears_an_optional_option(tmp_path: Path) -> None:
     config = write_yaml(tmp_path, FINETUNE_YAML.replace("tokenizer: tok", "checkpoint: ckpt, tokenizer: tok"))
     data, model, training = parse_recipe_arguments(FINETUNE, [config, "--checkpoint", "null", "--data.max_rows", "none",
-                                                              "--layer_lr_decay", "null"])
+                                                              "--layer_lr_decay=null", "--save_total_limit", "~"])
     assert model.checkpoint is None and data.max_rows is None and training.layer_lr_decay is None
+    assert training.save_total_limit is None
+    assert training.report_to == []  # its default "none" is text, never read as None
+    _, _, training = parse_recipe_arguments(FINETUNE, [config, "--report_to", "none"])
+    assert training.report_to == []
 
 
 def test_help_of_the_script_lists_the_options_and_exits_0() -> None:

@@ -14,7 +14,7 @@ import dataclasses
 import difflib
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -27,21 +27,8 @@ SECTIONS = ("data", "model", "training")
 """YAML section of each of a recipe's three dataclasses, in the order they are given."""
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
-
-
 NONE_WORDS = ("null", "none", "None", "~")
-"""Command-line values that mean None for an option that may be None (``--checkpoint null``: from scratch)."""
-
-
-def none_or(convert: Callable[[str], Any] | None) -> Callable[[str], Any]:
-    """An argparse ``type`` that reads :data:`NONE_WORDS` as None and anything else with ``convert``."""
-    def parse(text: str) -> Any:
-        if text in NONE_WORDS:
-            return None
-        return text if convert is None else convert(text)
-
-    parse.__name__ = getattr(convert, "__name__", "str")  # argparse names the type in its errors
-    return parse
+"""Command-line values that clear an option whose default is None (``--checkpoint null``: from scratch)."""
 
 
 def closest(key: str, valid: Sequence[str]) -> str:
@@ -69,11 +56,10 @@ class RecipeArgumentParser(HfArgumentParser):
         self.section_fields = {section: [f.name for f in dataclasses.fields(cls) if f.init]
                                for section, cls in zip(SECTIONS, dataclass_types)}
         self.options = {name for names in self.section_fields.values() for name in names}
-        optional = {name for cls in dataclass_types for name, hint in get_type_hints(cls).items()
-                    if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)}
-        for action in self._actions:
-            if action.dest in optional and action.nargs is None:
-                action.type = none_or(action.type)
+        defaults = {f.name: f.default for cls in dataclass_types for f in dataclasses.fields(cls)}
+        self.nullable = {name for cls in dataclass_types for name, hint in get_type_hints(cls).items()
+                         if get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+                         and not isinstance(defaults.get(name), str)}
 
     def error(self, message: str) -> None:  # argparse calls this instead of raising
         raise CloudConfigError(f"{self.prog}: {message}")
@@ -108,17 +94,32 @@ class RecipeArgumentParser(HfArgumentParser):
         hint = f" (it is an option of section {section!r})" if section else closest(key, valid)
         raise CloudConfigError(f"{message}{hint}")
 
-    def flag_names(self, arguments: Sequence[str]) -> list[str]:
-        """``arguments`` with ``--section.option`` written ``--option`` (checked against that section)."""
-        names = []
+    def flag_names(self, arguments: Sequence[str]) -> tuple[list[str], dict[str, None]]:
+        """``arguments`` with ``--section.option`` written ``--option`` (checked against that section), and
+        the options set to None by ``--option null`` (or ``none``, ``~``), taken out of the arguments.
+
+        Only options that may be None and have no text default can be cleared so (``--checkpoint null``: train
+        from scratch); ``--report_to none`` stays the string ``"none"``.
+        """
+        names: list[str] = []
+        cleared: dict[str, None] = {}
         for argument in arguments:
             flag, equals, value = argument.partition("=")
             section, dot, name = flag[2:].partition(".")
             if flag.startswith("--") and dot and section in SECTIONS:
                 self.check_key(name, self.section_fields[section], f"unknown option --{section}.{name}")
-                argument = f"--{name}{equals}{value}"
+                flag, argument = f"--{name}", f"--{name}{equals}{value}"
+            flag_action = self._option_string_actions.get(flag) if equals else None
+            previous = self._option_string_actions.get(names[-1]) if names and not equals else None
+            if flag_action is not None and flag_action.dest in self.nullable and value in NONE_WORDS:
+                cleared[flag_action.dest] = None  # --option=null
+                continue
+            if previous is not None and previous.dest in self.nullable and argument in NONE_WORDS:
+                cleared[previous.dest] = None  # --option null
+                names.pop()
+                continue
             names.append(argument)
-        return names
+        return names, cleared
 
     def parse_recipe(self, argv: Sequence[str]) -> tuple[Any, ...]:
         """``(data, model, training)`` options from ``[CONFIG.yaml] [--option value ...]``."""
@@ -126,9 +127,11 @@ class RecipeArgumentParser(HfArgumentParser):
         config_file = argv.pop(0) if argv and argv[0].lower().endswith(CONFIG_SUFFIXES) else None
         if config_file is not None:
             self.set_defaults(**self.typed_defaults(self.yaml_values(config_file)))
+        arguments, cleared = self.flag_names(argv)
+        self.set_defaults(**cleared)
         try:
             *outputs, remaining = self.parse_args_into_dataclasses(
-                self.flag_names(argv), return_remaining_strings=True, look_for_args_file=False)
+                arguments, return_remaining_strings=True, look_for_args_file=False)
         except CloudConfigError:
             raise
         except (ValueError, TypeError) as error:  # a dataclass's own check (TrainingArguments.__post_init__)
