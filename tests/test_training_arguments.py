@@ -151,11 +151,18 @@ def test_main_turns_a_config_error_into_one_line_and_status_2(tmp_path: Path, ca
 
 
 def option_reads(path: Path) -> list[tuple[str, str, int]]:
-    """``(variable, attribute, line)`` of every ``data_args.X`` / ``model_args.X`` / ``training_args.X`` read."""
+    """``(variable, attribute, line)`` of every ``data_args.X`` / ``model_args.X`` / ``training_args.X`` /
+    ``self.args.X`` read."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [(node.value.id, node.attr, node.lineno) for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-            and node.value.id in OPTION_VARIABLES]
+    reads = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in OPTION_VARIABLES:
+            reads.append((node.value.id, node.attr, node.lineno))
+        elif ast.unparse(node.value) == "self.args":  # the Trainer's own options
+            reads.append(("training_args", node.attr, node.lineno))
+    return reads
 
 
 def string_key_lookups(path: Path) -> list[int]:

@@ -44,11 +44,11 @@ def train_and_evaluate(model: PreTrainedModel, tokenizer, training_args: CloudTr
     Returns None when there is no test set.
     """
     output_dir = Path(output_dir)
-    arguments = replace(training_args, output_dir=str(output_dir))
-    trainer = build_trainer(model, tokenizer, arguments, model_inputs(train_rows, task),
+    training_args = replace(training_args, output_dir=str(output_dir))  # a copy: build_trainer sets label_names
+    trainer = build_trainer(model, tokenizer, training_args, model_inputs(train_rows, task),
                             model_inputs(validation_rows, task), task)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_checkpoint(arguments.resume_from_checkpoint))
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(output_dir / "model"))
     if test_rows is None:
