@@ -27,7 +27,6 @@ from cloud_hf.training import (
     carve_validation,
     classification_metrics,
     layerwise_parameter_groups,
-    load_config,
     regression_metrics,
 )
 
@@ -66,21 +65,6 @@ def canonical_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> str:
 # ---------------------------------------------------------------- configuration, metrics, optimizer
 
 
-def test_config_overrides(tmp_path: Path) -> None:
-    path = tmp_path / "run.yaml"
-    path.write_text("output_dir: out\ndata: {max_rows: 10}\ntraining: {max_steps: 3, learning_rate: 1.0e-4}\n"
-                    "model: {max_steps: 1}\n")
-    config = load_config([str(path), "--training.max_steps", "7", "--max_rows", "5", "--learning_rate=2e-3",
-                          "--resume_from_checkpoint", "out/checkpoint-2", "--data.label_columns", "[a, b]"])
-    assert config["training"] == {"max_steps": 7, "learning_rate": 2e-3}
-    assert config["data"] == {"max_rows": 5, "label_columns": ["a", "b"]}
-    assert config["resume_from_checkpoint"] == "out/checkpoint-2"
-    with pytest.raises(SystemExit, match="ambiguous"):
-        load_config([str(path), "--max_steps", "2"])
-    with pytest.raises(SystemExit, match="unknown override --nonsense"):
-        load_config([str(path), "--nonsense", "1"])
-
-
 def test_regression_metrics_match_definitions() -> None:
     labels = np.array([1.0, 2.0, 4.0, 7.0])
     predictions = np.array([1.5, 2.0, 3.0, 9.0])
@@ -103,7 +87,9 @@ def test_classification_metrics_roc_auc_from_logits() -> None:
 def test_layerwise_learning_rates_decay_towards_the_embeddings() -> None:
     model = CloudForRegression(CloudConfig(vocab_size=40, hidden_size=16, num_hidden_layers=3,
                                            num_attention_heads=1, intermediate_size=32))
-    groups = layerwise_parameter_groups(model, learning_rate=1.0, decay=0.5, weight_decay=0.01)
+    no_decay = {n for n, p in model.named_parameters() if p.ndim == 1}
+    groups = layerwise_parameter_groups(model, learning_rate=1.0, decay=0.5, weight_decay=0.01,
+                                        decay_parameters={n for n, _ in model.named_parameters()} - no_decay)
     rate_of = {id(p): group["lr"] for group in groups for p in group["params"]}
     named = dict(model.named_parameters())
     embedding = next(p for n, p in named.items() if "word_embeddings" in n)
@@ -114,6 +100,8 @@ def test_layerwise_learning_rates_decay_towards_the_embeddings() -> None:
     assert rate_of[id(block_2)] == 0.5 and rate_of[id(block_0)] == 0.125
     assert rate_of[id(embedding)] == 0.0625
     assert sum(len(group["params"]) for group in groups) == len(named)
+    decay_of = {id(p): group["weight_decay"] for group in groups for p in group["params"]}
+    assert all(decay_of[id(p)] == (0.0 if n in no_decay else 0.01) for n, p in named.items())
 
 
 def test_carved_validation_is_disjoint_from_training(reference_data: Path) -> None:
@@ -127,12 +115,12 @@ def test_carved_validation_is_disjoint_from_training(reference_data: Path) -> No
 
 
 def test_debye_theta_scale_from_heat_capacities_round_trips() -> None:
-    from cloud_hf.debye import heat_capacity
+    from cloud_hf.debye import heat_capacity, median_debye_temperature
 
     theta = torch.tensor([150.0, 420.0, 900.0], dtype=torch.float64)
     atoms = torch.tensor([2.0, 5.0, 8.0], dtype=torch.float64)
     cv = heat_capacity(theta, torch.tensor(300.0, dtype=torch.float64), atoms)
-    median = load_recipe("debye_cv").median_debye_temperature(cv.tolist(), atoms.tolist(), 300.0)
+    median = median_debye_temperature(cv.tolist(), atoms.tolist(), 300.0)
     assert median == pytest.approx(420.0, rel=1e-6)
 
 
@@ -143,7 +131,7 @@ def test_pretrain_smoke(canonical_tokenizer: str, tmp_path: Path, monkeypatch: p
     output = tmp_path / "pretrain"
     run_recipe("pretrain_mlm", "pretrain_mlm_smoke.yaml",
                ["--output_dir", str(output), "--model.tokenizer", canonical_tokenizer, "--max_rows", "60",
-                "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--model.config", TINY_MODEL, *QUICK],
+                "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--model.config_overrides", TINY_MODEL, *QUICK],
                monkeypatch)
     metrics = json.loads((output / "pretrain_metrics.json").read_text())
     assert metrics["train"]["train_samples_per_second"] > 0 and math.isfinite(metrics["eval"]["eval_loss"])
@@ -157,7 +145,7 @@ def test_pretrain_smoke(canonical_tokenizer: str, tmp_path: Path, monkeypatch: p
 def test_pretrain_resume_matches_uninterrupted_run(canonical_tokenizer: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     common = ["--model.tokenizer", canonical_tokenizer, "--max_rows", "60", "--max_steps", "6",
-              "--save_steps", "3", "--eval_steps", "100", "--model.config", TINY_MODEL, *QUICK]
+              "--save_steps", "3", "--eval_steps", "100", "--model.config_overrides", TINY_MODEL, *QUICK]
     uninterrupted, interrupted = tmp_path / "straight", tmp_path / "resumed"
     run_recipe("pretrain_mlm", "pretrain_mlm_smoke.yaml", ["--output_dir", str(uninterrupted), *common], monkeypatch)
     # an interruption after step 3: only checkpoint-3 survives
@@ -179,7 +167,7 @@ def test_finetune_smoke_saves_standardisation_and_plot(canonical_tokenizer: str,
     output = tmp_path / "finetune"
     run_recipe("finetune", "finetune_shear_smoke.yaml",
                ["--output_dir", str(output), "--model.tokenizer", canonical_tokenizer, "--max_rows", "48",
-                "--num_train_epochs", "1", "--model.config", TINY_MODEL, *QUICK], monkeypatch)
+                "--num_train_epochs", "1", "--model.config_overrides", TINY_MODEL, *QUICK], monkeypatch)
     results = json.loads((output / "test_metrics.json").read_text())
     assert results["n_test"] == 48 and math.isfinite(results["metrics"]["mae"])
     assert {"mae", "rmse", "r2", "mean_predictor_mae"} <= set(results["metrics"])
@@ -200,7 +188,7 @@ def test_debye_cv_smoke_reference_strings(reference_data: Path, tmp_path: Path,
     output = tmp_path / "debye_cv"
     run_recipe("debye_cv", "debye_cv_smoke.yaml",
                ["--output_dir", str(output), "--max_rows", "48", "--num_train_epochs", "1",
-                "--model.config", TINY_MODEL.replace("128", "64"), *QUICK], monkeypatch)
+                "--model.config_overrides", TINY_MODEL.replace("128", "64"), *QUICK], monkeypatch)
     results = json.loads((output / "test_metrics.json").read_text())
     assert results["n_test"] == 48 and results["metrics"]["mae"] > 0
     model = CloudDebyeModel.from_pretrained(output / "model")
@@ -216,7 +204,7 @@ def test_debye_theta_smoke(canonical_tokenizer: str, tmp_path: Path, monkeypatch
     output = tmp_path / "debye_theta"
     run_recipe("debye_theta", "debye_theta_smoke.yaml",
                ["--output_dir", str(output), "--model.tokenizer", canonical_tokenizer, "--max_rows", "48",
-                "--num_train_epochs", "1", "--model.config", TINY_MODEL, *QUICK], monkeypatch)
+                "--num_train_epochs", "1", "--model.config_overrides", TINY_MODEL, *QUICK], monkeypatch)
     metrics = json.loads((output / "test_metrics.json").read_text())["metrics"]
     assert metrics["mae"] > 0 and metrics["mean_predictor_mae"] > 0
     predictions = pd.read_csv(output / "test_predictions.csv")
@@ -262,9 +250,9 @@ def test_matbench_harness_writes_record_and_results(canonical_tokenizer: str, sh
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     output = tmp_path / "matbench"
     run_recipe("matbench", "matbench_jdft2d_smoke.yaml",
-               ["--task", "matbench_jdft2d", "--data", str(shared_data / "structures/matbench/matbench_jdft2d.csv.gz"),
+               ["--task", "matbench_jdft2d", "--data_file", str(shared_data / "structures/matbench/matbench_jdft2d.csv.gz"),
                 "--output_dir", str(output), "--model.tokenizer", canonical_tokenizer, "--max_folds", "1",
-                "--num_train_epochs", "1", "--model.config", TINY_MODEL, *QUICK], monkeypatch)
+                "--num_train_epochs", "1", "--model.config_overrides", TINY_MODEL, *QUICK], monkeypatch)
     _, folds = load_recipe("matbench").matbench_task("matbench_jdft2d")
     record = json.loads((output / "matbench_record.json").read_text())
     assert record["dataset_name"] == "matbench_jdft2d"
@@ -290,7 +278,7 @@ def test_pretrain_and_finetune_under_accelerate_two_processes(canonical_tokenize
     pretrained = tmp_path / "pretrain"
     accelerate_launch("pretrain_mlm", "pretrain_mlm_smoke.yaml",
                       ["--output_dir", str(pretrained), "--model.tokenizer", canonical_tokenizer, "--max_rows", "60",
-                       "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3", "--model.config", TINY_MODEL,
+                       "--max_steps", "3", "--eval_steps", "3", "--save_steps", "3", "--model.config_overrides", TINY_MODEL,
                        *QUICK])
     metrics = json.loads((pretrained / "pretrain_metrics.json").read_text())
     assert metrics["world_size"] == 2

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -59,6 +60,7 @@ __all__ = [
     "free_energy",
     "heat_capacity",
     "internal_energy",
+    "median_debye_temperature",
     "thermodynamics",
 ]
 
@@ -199,3 +201,22 @@ def entropy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 
 def free_energy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1) -> torch.Tensor:
     """Vibrational Helmholtz free energy F = U − TS in J/mol of cells (includes the zero-point energy)."""
     return thermodynamics(theta_D, temperature, n_atoms).free_energy
+
+
+def median_debye_temperature(heat_capacity_labels: Sequence[float], n_atoms: Sequence[float],
+                             temperature: float) -> float:
+    """Median θ_D in K implied by heat capacities: each C_v (J/(mol·K), N atoms per cell, at ``temperature`` K)
+    is inverted through the Debye C_v by bisection on θ_D in [1, 5000] K (C_v falls as θ_D rises).
+
+    Set as the Debye head's ``debye_theta_scale``, it starts the model at the data's typical θ_D, as target
+    standardisation does for a plain regression head.
+    """
+    labels = torch.tensor(heat_capacity_labels, dtype=torch.float64)
+    atoms = torch.tensor(n_atoms, dtype=torch.float64)
+    at = torch.tensor(temperature, dtype=torch.float64)
+    low, high = torch.full_like(labels, 1.0), torch.full_like(labels, 5000.0)
+    for _ in range(60):
+        middle = (low + high) / 2
+        too_low = heat_capacity(middle, at, atoms) > labels
+        low, high = torch.where(too_low, middle, low), torch.where(too_low, high, middle)
+    return float(((low + high) / 2).median())

@@ -1,4 +1,5 @@
-"""Plots of Debye thermodynamics: C_v(T) and U(T) curves of crystals with known or predicted θ_D.
+"""Plots of Debye thermodynamics (C_v(T) and U(T) curves of crystals with known or predicted θ_D) and
+predicted-versus-true parity plots of trained models.
 
 Uses matplotlib's object API with the Agg canvas (no display, no global pyplot state), so it runs in scripts,
 tests and servers alike.
@@ -79,4 +80,46 @@ def plot_thermo_curves(
     return path
 
 
-__all__ = ["DEFAULT_PLOT_TEMPERATURES", "plot_thermo_curves"]
+def plot_parity(
+    labels: Sequence[float] | torch.Tensor,
+    predictions: Sequence[float] | torch.Tensor,
+    path: str | Path,
+    *,
+    quantity: str,
+    units: str = "",
+    title: str = "",
+    scores: Mapping[str, float] | None = None,
+) -> Path:
+    """Save a predicted-versus-true scatter plot (PNG) with the y = x line.
+
+    Args:
+        labels, predictions: true and predicted values of one quantity, same length, in ``units``.
+        path: output PNG file (parent folders are created).
+        quantity: the quantity's name for the axes (e.g. ``"θ_D"``); ``units`` its units (e.g. ``"K"``).
+        title: the plot title; ``scores``: e.g. ``{"MAE": 12.3, "R²": 0.78}``, shown in the legend.
+
+    Returns:
+        The path of the written PNG.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
+    predictions = torch.as_tensor(predictions, dtype=torch.float64).reshape(-1)
+    if labels.numel() == 0 or labels.shape != predictions.shape:
+        raise ValueError(f"plot_parity needs as many predictions as labels (> 0), got {predictions.numel()} "
+                         f"and {labels.numel()}")
+    low = float(torch.minimum(labels.min(), predictions.min()))
+    high = float(torch.maximum(labels.max(), predictions.max()))
+    legend = ", ".join(f"{name} {value:.3g}" for name, value in (scores or {}).items())
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([low, high], [low, high], color="grey", linewidth=1, label="y = x")
+    axes.scatter(labels, predictions, s=8, alpha=0.6, label=f"{legend}{', ' if legend else ''}n={labels.numel()}")
+    unit = f" ({units})" if units else ""
+    axes.set(xlabel=f"true {quantity}{unit}", ylabel=f"predicted {quantity}{unit}", title=title)
+    axes.legend(loc="upper left", fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=150)
+    return path
+
+
+__all__ = ["DEFAULT_PLOT_TEMPERATURES", "plot_parity", "plot_thermo_curves"]
