@@ -172,6 +172,10 @@ def test_finetune_smoke_saves_standardisation_and_plot(canonical_tokenizer: str,
     assert results["n_test"] == 48 and math.isfinite(results["metrics"]["mae"])
     assert {"mae", "rmse", "r2", "mean_predictor_mae"} <= set(results["metrics"])
     model = CloudForRegression.from_pretrained(output / "model")
+    # no pickle in any saved folder: the options are written as JSON, not as training_args.bin
+    assert not list(output.rglob("*.bin"))
+    saved_options = json.loads((output / "model" / "training_args.json").read_text())
+    assert saved_options["num_train_epochs"] == 1
     train_labels = pd.read_csv(REPO_ROOT.parent / "shared/data/structures/aflow/shear_modulus/train.csv.gz",
                                nrows=48)["shear_modulus"]
     assert model.config.target_names == ["shear_modulus"]

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -17,6 +18,7 @@ from transformers import (
     PreTrainedModel,
     Trainer,
 )
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from accelerate import PartialState
 from cloud_hf.errors import CloudConfigError
@@ -80,6 +82,19 @@ class CloudTrainer(Trainer):
     def __init__(self, *args: Any, prediction_key: str = "predictions", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prediction_key = prediction_key
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save as ``Trainer`` does, but the options as ``training_args.json``, not the pickle ``training_args.bin``.
+
+        Model folders then hold no pickle at all. Checkpoint folders keep only Trainer's own resume state
+        (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``, which Trainer loads itself); resuming never reads
+        ``training_args.bin``.
+        """
+        super()._save(output_dir, state_dict)
+        folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+        if self.args.should_save:
+            (folder / TRAINING_ARGS_NAME).unlink(missing_ok=True)
+            (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
 
     def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
         decay = getattr(self.args, "layer_lr_decay", None)
