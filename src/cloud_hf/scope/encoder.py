@@ -12,7 +12,7 @@ from datasets import Dataset, Features, Value
 
 from cloud_hf.scope.canonical import CANONICAL_VERSION, DecodedScope, canonical_scope, decode_canonical
 from cloud_hf.scope.reference import REFERENCE_ANGLE_TOLERANCE, REFERENCE_SYMPREC, reference_scope
-from cloud_hf.scope.symmetry import BACKENDS, find_symmetry
+from cloud_hf.scope.symmetry import BACKENDS, SUPERCELL_REDUCTION_MIN_SITES, find_symmetry, reduce_supercell
 from cloud_hf.structures import (
     MIN_INTERATOMIC_DISTANCE,
     ScopeError,
@@ -132,16 +132,19 @@ class ScopeEncoder:
             structure = load_structure(obj, name=label, min_distance=self.min_distance, allow_partial_occupancy=True)
             return reference_scope(structure, name=label, symprec=self.symprec, angle_tolerance=self.angle_tolerance)
         cell = load_cell(obj, name=name, min_distance=self.min_distance)
+        lattice, frac_coords, numbers = cell.lattice, np.mod(cell.frac_coords, 1.0), cell.atomic_numbers
+        if len(cell) >= SUPERCELL_REDUCTION_MIN_SITES:  # the backends' primitive search is O(n²)
+            lattice, frac_coords, numbers = reduce_supercell(lattice, frac_coords, numbers, self.symprec)
         symmetry = find_symmetry(
-            cell.lattice,
-            np.mod(cell.frac_coords, 1.0),
-            cell.atomic_numbers,
+            lattice,
+            frac_coords,
+            numbers,
             backend=self.backend,
             symprec=self.symprec,
             angle_tolerance=self.angle_tolerance,
             name=cell.name,
         )
-        return canonical_scope(cell.atomic_numbers, symmetry)
+        return canonical_scope(numbers, symmetry)
 
     def __call__(self, obj: Any, name: str | None = None) -> str:
         return self.encode(obj, name=name)
