@@ -184,6 +184,15 @@ def load_cell(obj: Any, name: str | None = None, min_distance: float = MIN_INTER
         return cell
 
 
+def failure_message(error: Exception, name: str | None = None) -> str:
+    """The text a batch writes in the row of an input that failed: the package's own errors as they are
+    (they name the input), any other exception with its type, so nothing is lost and nothing looks alike."""
+    if isinstance(error, CloudError):
+        return str(error)
+    prefix = f"{name}: " if name else ""
+    return f"{prefix}unexpected {type(error).__name__}: {_reason(error) if str(error) else 'no message'}"
+
+
 class _as_crystal_input_error:
     """Context manager: any exception other than the package's own becomes a ``CrystalInputError`` naming
     the input and the original type (``MemoryError`` included), so a batch can keep it in its row."""
@@ -526,11 +535,11 @@ def _cell_from_dict(data: Mapping, label: str) -> CrystalCell | None:
                 return None
             numbers.append(atomic_numbers_by_symbol()[species["element"]])
             frac.append(site["abc"])
+        frac_coords = np.asarray(frac, dtype=float).reshape(-1, 3)
     except (KeyError, TypeError, ValueError):
-        return None
+        return None  # pymatgen's reading names what is wrong
     if lattice.shape != (3, 3):
         return None
-    frac_coords = np.asarray(frac, dtype=float).reshape(-1, 3)
     return CrystalCell(lattice, frac_coords, np.asarray(numbers, dtype=np.int64), label)
 
 

@@ -17,6 +17,7 @@ from cloud_hf.structures import (
     MIN_INTERATOMIC_DISTANCE,
     ScopeError,
     describe_input,
+    failure_message,
     load_cell,
     load_structure,
 )
@@ -152,14 +153,15 @@ class ScopeEncoder:
     def encode_many(
         self, objs: Iterable[Any], ids: Sequence[Any] | None = None
     ) -> list[tuple[str | None, str | None]]:
-        """Encode every input, in order: ``(scope, None)`` on success, ``(None, error message)`` otherwise."""
+        """Encode every input, in order: ``(scope, None)`` on success, ``(None, error message)`` otherwise
+        (a failure of any exception type stays in its row)."""
         results: list[tuple[str | None, str | None]] = []
         for index, obj in enumerate(objs):
             name = str(ids[index]) if ids is not None else None
             try:
                 results.append((self.encode(obj, name=name), None))
-            except ScopeError as error:
-                results.append((None, str(error)))
+            except Exception as error:  # any failure stays in its row (MemoryError included)
+                results.append((None, failure_message(error, name or describe_input(obj))))
         return results
 
     def decode(self, scope: str) -> DecodedScope:
@@ -230,9 +232,9 @@ class ScopeMapFunction:
             try:
                 scopes.append(encoder.encode(value, name=name))
                 errors.append(None)
-            except ScopeError as error:
+            except Exception as error:  # any failure stays in its row (MemoryError included); recipes map here too
                 scopes.append(None)
-                errors.append(str(error))
+                errors.append(failure_message(error, name or f"row {index} of the batch"))
         return {self.output_column: scopes, self.error_column: errors}
 
     def output_features(self, input_features: Features | None) -> Features:
