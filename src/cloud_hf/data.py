@@ -101,13 +101,14 @@ def _read_frame(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
 
 
-READ_ERROR_COLUMN = "__read_error__"
-"""Column of a frame read from a file that holds, per row, why the row itself could not be read (or None)."""
+READ_ERRORS = "read_errors"
+"""Key of ``DataFrame.attrs`` holding, per row of a frame read from a file, why the row itself could not be
+read (or None)."""
 
 
 def _read_json_lines(path: Path) -> pd.DataFrame:
     """One row per non-blank line; a line that is not a JSON object keeps its row, with the reason naming
-    the file and the line number (1-based) in :data:`READ_ERROR_COLUMN`."""
+    the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``."""
     records: list[dict] = []
     errors: list[str | None] = []
     for number, line in enumerate(_open_text(path).splitlines(), start=1):
@@ -126,8 +127,7 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
         records.append(record)
         errors.append(None)
     frame = pd.DataFrame(records)
-    if any(errors):
-        frame[READ_ERROR_COLUMN] = errors
+    frame.attrs[READ_ERRORS] = errors
     return frame
 
 
@@ -189,7 +189,7 @@ def read_table(
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     frame = _read_folder(path) if path.is_dir() else _read_frame(path)
-    read_errors = frame.pop(READ_ERROR_COLUMN).tolist() if READ_ERROR_COLUMN in frame.columns else None
+    read_errors = frame.attrs.get(READ_ERRORS)
     columns = list(frame.columns)
     if scope_column is None and structure_column is None:
         structure_column = _pick(columns, None, STRUCTURE_COLUMN_CANDIDATES, "structure", path, required=False)

@@ -411,7 +411,7 @@ def _to_structure(obj: Any, label: str) -> Structure:
         if not _is_file(path):
             raise ScopeError(f"{label}: no such file" + (", and not CIF text" if isinstance(obj, str) else ""))
         try:
-            if POSCAR_FILE_NAME.match(path.name):
+            if POSCAR_FILE_NAME.search(path.name):
                 text = _checked_poscar_text(_read_text(path, label), label)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -545,8 +545,9 @@ def _cell_from_dict(data: Mapping, label: str) -> CrystalCell | None:
 
 # --- POSCAR -----------------------------------------------------------------------------------------
 
-POSCAR_FILE_NAME = re.compile(r"^(POSCAR|CONTCAR).*|.*\.(vasp|poscar)$", re.IGNORECASE)
-"""File names read as POSCAR (as pymatgen's ``Structure.from_file`` does)."""
+POSCAR_FILE_NAME = re.compile(r"POSCAR|CONTCAR|\.(vasp|poscar)$", re.IGNORECASE)
+"""File names read as POSCAR (``search``: any name containing POSCAR or CONTCAR, as pymatgen's
+``Structure.from_file`` decides, or ending in ``.vasp`` / ``.poscar``)."""
 
 
 def _checked_poscar_text(text: str, label: str) -> str:
@@ -599,7 +600,7 @@ def _cif_text_of(obj: Any, label: str) -> str | None:
     if isinstance(obj, str) and _looks_like_cif(obj):
         return obj
     if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in _CIF_SUFFIXES and _is_file(Path(obj)):
-        return _read_text(Path(obj), label)
+        return _read_text(Path(obj), label)  # read as CIF even if it does not look like one: gemmi says why not
     return None
 
 
