@@ -163,7 +163,7 @@ def write_corpus(folder: Path) -> list[Expected]:
         Expected(at("v_bad_line.jsonl") + ":1", error=r"line 2 of .*v_bad_line\.jsonl is not valid JSON"),
         Expected(at("v_bad_line.jsonl") + ":good-3", scope=CSCL_SCOPE),
         Expected(at("w_header_only.csv"), error=r"the table has no rows \(a header only\)"),
-        Expected(at("x_table.csv") + ":bad-value", error=r"bad-value: .*could not convert string to float: .*'a'"),
+        Expected(at("x_table.csv") + ":bad-value", error=r"malformed pymatgen structure dict: could not convert string to float: .*'a'"),
         Expected(at("x_table.csv") + ":fine", scope=ROCKSALT_SCOPE),
         Expected(at("y_corrupt.csv.gz"), error=r"y_corrupt\.csv\.gz: unreadable table \((EOFError|BadGzipFile)"),
         Expected(at("z_\u00f1_\u6676\u4f53.cif"), scope=ROCKSALT_SCOPE),
