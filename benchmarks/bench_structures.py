@@ -130,7 +130,8 @@ def bench_big_cells(sizes: list[int], primitive_sizes: list[int]) -> None:
         print("\n3. a big cell that is no supercell (rattled 0.3 Å, P1): the backend's O(n²) search dominates")
         rattled = [run_child(n, rattle=0.3) for n in primitive_sizes]
         for r in rattled:
-            print(f"   {r['n']:>6} atoms: read+checks {r['read']:.2f} s, total {r['total']:.2f} s, peak {r['peak_mib']:.0f} MiB, {r['scope']}")
+            print(f"   {r['n']:>6} atoms: read+checks {r['read']:.2f} s, total {r['total']:.2f} s, peak {r['peak_mib']:.0f} MiB, "
+                  f"{' '.join(r['scope'].split()[:3])} ...")
         if len(rattled) > 1:
             print(f"   growth exponent: {growth_exponent([r['n'] for r in rattled], [r['total'] for r in rattled]):.2f}")
 

@@ -19,7 +19,7 @@ def plain_text(docstring: str) -> str:
     """A docstring as ``--help`` shows it: reST roles (``:func:`x` ``) and literals (````x````) as plain ``x``."""
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
     text = re.sub(r"``([^`]+)``", r"\1", text)
-    return text.replace("::\n", ":\n")
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE)
 
 
 def package_version() -> str:
