@@ -575,9 +575,9 @@ def _checked_poscar_text(text: str, label: str) -> str:
 
 # --- CIF: gemmi ---------------------------------------------------------------------------------------
 #
-# Measured by benchmarks/bench_structures.py (--cif) on 500 MP-20 CIFs: gemmi reads ~9× faster than the
-# hand-written reader it replaced and ~100× faster than pymatgen's CifParser, with the same site counts as
-# pymatgen on all of them; and it honours every way a CIF may give its space group.
+# gemmi replaces a hand-written reader that read a CIF giving its space group only by IT number or Hall
+# symbol as P1 (silently wrong crystals). Measured with `benchmarks/bench_structures.py --cif` on 500 MP-20
+# CIFs: read_cif_cell is 30× faster than pymatgen's CifParser, with the same site counts on 500/500.
 
 CIF_SYMMETRY_ORDER = "S.H1N"
 """gemmi's order for a block's space group: symmetry operators, else Hall symbol, else H-M name (with a
