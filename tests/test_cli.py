@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,37 +40,33 @@ def rocksalt_cif(tmp_path) -> Path:
     return path
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    """``cloud-hf`` in a fresh process, as a user runs it (a traceback would show in stderr)."""
-    return subprocess.run([sys.executable, "-m", "cloud_hf.cli", *args], capture_output=True, text=True,
-                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                               **{k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}})
+def run_cli(capsys, *args: str) -> tuple[int, list[str]]:
+    """``cloud-hf ARGS`` in this process: the exit code and the lines on stderr (an exception fails the test)."""
+    code = main(list(args))
+    return code, capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.mark.parametrize("temperature", ["0", "-5", "nan"])
-def test_bad_temperatures_are_a_one_line_error(rocksalt_cif, temperature):
-    result = run_cli("predict", str(rocksalt_cif), "--temperatures", "300", temperature)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: --temperatures must be finite and > 0 K, got {float(temperature):g}"
-    ]
+def test_bad_temperatures_are_a_one_line_error(rocksalt_cif, temperature, capsys):
+    code, errors = run_cli(capsys, "predict", str(rocksalt_cif), "--temperatures", "300", temperature)
+    assert code == 2
+    assert errors == [f"error: --temperatures must be finite and > 0 K, got {float(temperature):g}"]
 
 
-def test_a_missing_model_folder_says_the_folder_does_not_exist(rocksalt_cif, tmp_path):
+def test_a_missing_model_folder_says_the_folder_does_not_exist(rocksalt_cif, tmp_path, capsys):
     missing = tmp_path / "no_such_model"
-    result = run_cli("predict", str(rocksalt_cif), "--model", str(missing))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: cannot load the model {missing}: the folder does not exist"]
+    code, errors = run_cli(capsys, "predict", str(rocksalt_cif), "--model", str(missing))
+    assert code == 2
+    assert errors == [f"error: cannot load the model {missing}: the folder does not exist"]
 
 
 @pytest.mark.parametrize("content", [{"config.json": "{not json"}, {"config.json": '{"model_type": "cloud"}'},
                                      {"pytorch_model.bin": "not a pickle"}])
-def test_a_bad_model_folder_is_a_one_line_error(rocksalt_cif, tmp_path, content):
+def test_a_bad_model_folder_is_a_one_line_error(rocksalt_cif, tmp_path, content, capsys):
     folder = tmp_path / "bad_model"
     folder.mkdir()
     for name, text in content.items():
         (folder / name).write_text(text)
-    result = run_cli("predict", str(rocksalt_cif), "--model", str(folder))
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot load the model {folder}: "), result.stderr
+    code, errors = run_cli(capsys, "predict", str(rocksalt_cif), "--model", str(folder))
+    assert code == 2
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot load the model {folder}: "), errors
