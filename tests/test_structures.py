@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -373,3 +374,12 @@ def test_tolerance_policy_holds_on_random_crystals():
             assert encoder.encode(moved) == encoder.encode(structure), (group, backend)
         checked += 1
     assert checked == 6
+
+
+@pytest.mark.parametrize(("tag", "value"), [("_cell_angle_alpha", "200"), ("_cell_length_a", "-4"), ("_cell_angle_beta", "0")])
+def test_an_impossible_cif_cell_is_refused_in_both_modes(tag, value):
+    text = re.sub(rf"{tag}\s+\S+", f"{tag} {value}", ROCKSALT_BY_SPACE_GROUP_NAME)
+    for encoder in (ENCODER, ScopeEncoder(mode="reference")):
+        with pytest.raises(ScopeError, match=r"c: impossible cell: (lengths .* Å must be > 0 and angles .*° between 0° "
+                                             r"and 180°|Impossible angle)"):
+            encoder.encode(text, name="c")

@@ -667,7 +667,17 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
     missing = [tag for tag in ("_cell_length_a", "_cell_length_b", "_cell_length_c") if block.find_value(tag) is None]
     if missing:
         raise ScopeError(f"{label}: unreadable or malformed CIF: no {', '.join(missing)} (the cell is not given)")
-    small = gemmi.make_small_structure_from_block(block)
+    try:
+        small = gemmi.make_small_structure_from_block(block)
+    except (RuntimeError, ValueError) as error:  # gemmi checks the cell: "Impossible angle - N*180deg."
+        raise ScopeError(f"{label}: impossible cell: {_reason(error)}") from error
+    cell = small.cell
+    lengths, angles = (cell.a, cell.b, cell.c), (cell.alpha, cell.beta, cell.gamma)
+    if not all(length > 0 for length in lengths) or not all(0 < angle < 180 for angle in angles):
+        raise ScopeError(
+            f"{label}: impossible cell: lengths {', '.join(f'{v:g}' for v in lengths)} Å must be > 0 and angles "
+            f"{', '.join(f'{v:g}' for v in angles)}° between 0° and 180°"
+        )
     small.determine_and_set_spacegroup(CIF_SYMMETRY_ORDER)
     if small.spacegroup is None and any(len(block.find_values(tag)) for tag in _SYMMETRY_TAGS):
         raise ScopeError(f"{label}: the CIF gives a space group or symmetry operations that cannot be interpreted")
