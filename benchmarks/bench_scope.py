@@ -8,10 +8,14 @@ All figures come from one run on the same real structures (``../shared/data/stru
    ratio against (a) on the same input;
 2. the ``num_proc`` scaling of ``Dataset.map`` with the SCOPE map function;
 3. resident memory while streaming ≥ 50,000 structures (every CIF table in the data folder) through an
-   ``IterableDataset.map`` — it must stay flat.
+   ``IterableDataset.map`` — it must stay flat;
+4. with ``--agreement N`` (instead of 1-3): on N random pyxtal crystals, how often the moyopy and spglib
+   backends give the same canonical string at the same symprec, and how often a random move of every atom
+   by ≤ 0.02 Å changes the string, per backend.
 
     python benchmarks/bench_scope.py                  # full run (several minutes on two cores)
     python benchmarks/bench_scope.py --quick          # short run: fewer structures, 5,000 streamed
+    python benchmarks/bench_scope.py --agreement 300  # backend agreement and rattle stability
 """
 
 from __future__ import annotations
@@ -142,6 +146,57 @@ def bench_streaming_memory(tables: list[Path], limit: int) -> None:
           f"{checkpoints[-1] - checkpoints[1]:+.1f} MiB (peak {max(checkpoints):.1f} MiB)")
 
 
+def random_crystals(count: int, seed: int) -> Iterator[Structure]:
+    """Random pyxtal crystals: a random space group (2-230), 1-3 elements, 2-24 atoms per primitive cell."""
+    from pyxtal import pyxtal
+
+    rng = np.random.default_rng(seed)
+    elements = ["Li", "O", "Fe", "Se", "Si", "Na", "Cl", "Ti", "Mg", "Al", "S", "N"]
+    made = 0
+    while made < count:
+        crystal = pyxtal()
+        species = [str(element) for element in rng.choice(elements, size=int(rng.integers(1, 4)), replace=False)]
+        numbers = [int(2 * rng.integers(1, 5)) for _ in species]
+        try:
+            crystal.from_random(3, int(rng.integers(2, 231)), species, numbers, random_state=int(rng.integers(1 << 30)))
+        except Exception:  # pyxtal cannot place these counts in that group: draw again
+            continue
+        if not crystal.valid:
+            continue
+        made += 1
+        yield crystal.to_pymatgen()
+
+
+def rattled(structure: Structure, amplitude: float, seed: int) -> Structure:
+    """``structure`` with every atom moved in a random direction by a random distance ≤ ``amplitude`` Å."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(len(structure), 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    moves = directions * rng.uniform(0, amplitude, size=(len(structure), 1))
+    return Structure(structure.lattice, structure.species, structure.cart_coords + moves, coords_are_cartesian=True)
+
+
+def bench_backend_agreement(count: int, seed: int = 0, amplitude: float = 0.02) -> None:
+    encoders = {backend: ScopeEncoder(backend=backend) for backend in ("moyopy", "spglib")}
+    same, changed, disagreements = 0, dict.fromkeys(encoders, 0), []
+    for index, structure in enumerate(random_crystals(count, seed)):
+        strings = {backend: encoder.encode(structure) for backend, encoder in encoders.items()}
+        if strings["moyopy"] == strings["spglib"]:
+            same += 1
+        else:
+            disagreements.append(f"{structure.composition.reduced_formula}: moyopy {strings['moyopy'].split()[2]}, "
+                                 f"spglib {strings['spglib'].split()[2]}")
+        moved = rattled(structure, amplitude, seed + index)
+        for backend, encoder in encoders.items():
+            changed[backend] += encoder.encode(moved) != strings[backend]
+    print(f"4. {count} random pyxtal crystals (seed {seed}), symprec {encoders['moyopy'].symprec} Å:")
+    print(f"   moyopy and spglib agree on {same}/{count} ({100 * same / count:.1f} %); they differ on: "
+          + ("; ".join(disagreements) or "none"))
+    for backend, number in changed.items():
+        print(f"   {backend}: moving every atom by ≤ {amplitude} Å changed {number}/{count} strings "
+              f"({100 * number / count:.1f} %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (default ../shared/data)")
@@ -149,7 +204,12 @@ def main() -> None:
     parser.add_argument("--structures", type=int, default=None, help="structures for throughput (default 800, quick 200)")
     parser.add_argument("--stream", type=int, default=None, help="structures to stream (default 60,000, quick 5,000)")
     parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="process counts for the map scaling")
+    parser.add_argument("--agreement", type=int, default=None, metavar="N",
+                        help="only compare the backends (and rattle stability) on N random pyxtal crystals")
     args = parser.parse_args()
+    if args.agreement:
+        bench_backend_agreement(args.agreement)
+        return
     count = args.structures or (200 if args.quick else 800)
     stream = args.stream or (5_000 if args.quick else 60_000)
     # other work on the machine slows every approach, and caps what num_proc can gain: say how busy it is

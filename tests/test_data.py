@@ -209,3 +209,22 @@ def test_drop_duplicates_keeps_first_occurrence(reference_data: Path) -> None:
     for row, scope in zip(table["row"], table["scope"]):
         first_rows.setdefault(scope, row)
     assert distinct["row"] == sorted(first_rows.values())
+
+
+def test_a_bad_jsonl_line_keeps_its_row_and_the_good_lines(tmp_path: Path) -> None:
+    from pymatgen.core import Lattice
+
+    structure = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0.5, 0.5, 0.5], [0, 0, 0]])
+    path = tmp_path / "three.jsonl"
+    path.write_text("\n".join([json.dumps({"id": "a", "structure": structure.as_dict()}), '{"id": "b", "struct',
+                               "", json.dumps({"id": "c", "structure": structure.as_dict()})]))
+    table = read_table(path)
+    assert table["id"] == ["a", "1", "c"]
+    assert table["error"][0] is None and table["error"][2] is None
+    assert table["error"][1].startswith(f"line 2 of {path} is not valid JSON (Unterminated string")
+
+
+def test_a_header_only_table_has_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("id,structure\n")
+    assert len(read_table(path)) == 0

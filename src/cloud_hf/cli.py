@@ -8,14 +8,32 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import re
 import sys
 
 COMMAND_MODULES = ("scope", "convert", "predict")
 
 
+def plain_text(docstring: str) -> str:
+    """A docstring as ``--help`` shows it: reST roles (``:func:`x` ``) and literals (````x````) as plain ``x``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", docstring)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE)
+
+
+def package_version() -> str:
+    """The installed cloud-hf version (``unknown`` when run from a source tree that is not installed)."""
+    try:
+        return importlib.metadata.version("cloud-hf")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command registered."""
-    parser = argparse.ArgumentParser(prog="cloud-hf", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cloud-hf", description=plain_text(__doc__.splitlines()[0]))
+    parser.add_argument("--version", action="version", version=f"cloud-hf {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         try:

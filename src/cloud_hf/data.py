@@ -88,7 +88,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
         skip = 1 if first_line.startswith("#") else 0
         return pd.read_csv(path, skiprows=skip)
     if name.endswith(".jsonl"):
-        return pd.DataFrame([json.loads(line) for line in _open_text(path).splitlines() if line.strip()])
+        return _read_json_lines(path)
     if name.endswith(".json"):
         content = json.loads(_open_text(path))
         if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
@@ -101,6 +101,36 @@ def _read_frame(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
 
 
+READ_ERRORS = "read_errors"
+"""Key of ``DataFrame.attrs`` holding, per row of a frame read from a file, why the row itself could not be
+read (or None)."""
+
+
+def _read_json_lines(path: Path) -> pd.DataFrame:
+    """One row per non-blank line; a line that is not a JSON object keeps its row, with the reason naming
+    the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``."""
+    records: list[dict] = []
+    errors: list[str | None] = []
+    for number, line in enumerate(_open_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            records.append({})
+            errors.append(f"line {number} of {path} is not valid JSON ({error.msg}, column {error.colno})")
+            continue
+        if not isinstance(record, dict):
+            records.append({})
+            errors.append(f"line {number} of {path} holds a JSON {type(record).__name__}, not an object")
+            continue
+        records.append(record)
+        errors.append(None)
+    frame = pd.DataFrame(records)
+    frame.attrs[READ_ERRORS] = errors
+    return frame
+
+
 def _read_folder(path: Path) -> pd.DataFrame:
     """One row per CIF or POSCAR file in ``path`` (sorted by name); the file name is the row id."""
     files = sorted(p for p in path.iterdir() if p.is_file() and
@@ -109,6 +139,10 @@ def _read_folder(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: no CIF (*.cif) or POSCAR (POSCAR*, CONTCAR*, *.vasp) files in the folder")
     return pd.DataFrame({ID_COLUMN: [p.name for p in files],
                          STRUCTURE_COLUMN: [p.read_text(encoding="utf-8", errors="replace") for p in files]})
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _structure_to_text(value: Any) -> str | None:
@@ -155,6 +189,7 @@ def read_table(
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     frame = _read_folder(path) if path.is_dir() else _read_frame(path)
+    read_errors = frame.attrs.get(READ_ERRORS)
     columns = list(frame.columns)
     if scope_column is None and structure_column is None:
         structure_column = _pick(columns, None, STRUCTURE_COLUMN_CANDIDATES, "structure", path, required=False)
@@ -169,16 +204,17 @@ def read_table(
         _pick(columns, name, (), "label" if name in label_columns else "extra", path, True)
 
     n_rows = len(frame)
-    errors: list[str | None] = [None] * n_rows
+    errors: list[str | None] = list(read_errors) if read_errors else [None] * n_rows
     table: dict[str, list] = {
-        ID_COLUMN: [str(v) for v in frame[id_name]] if id_name else [str(i) for i in range(n_rows)],
+        ID_COLUMN: [str(i) if _is_missing(v) else str(v) for i, v in enumerate(frame[id_name])]
+        if id_name else [str(i) for i in range(n_rows)],
         ROW_COLUMN: list(range(n_rows)),
         SOURCE_COLUMN: [str(path)] * n_rows,
     }
     text_column = SCOPE_COLUMN if scope_column is not None else STRUCTURE_COLUMN
     texts = [_structure_to_text(v) for v in frame[scope_column or structure_column]]
     for index, text in enumerate(texts):
-        if text is None or not text.strip():
+        if errors[index] is None and (text is None or not text.strip()):
             errors[index] = f"empty {scope_column or structure_column!r} cell"
     table[text_column] = texts
     for name in label_columns:

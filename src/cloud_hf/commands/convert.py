@@ -12,13 +12,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from cloud_hf.cli import plain_text
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``cloud-hf convert-reference``."""
     parser = subparsers.add_parser(
         "convert-reference",
         help="convert the released CLOUD checkpoint (BertForMaskedLM + BERT tokenizer) into a cloud-hf checkpoint",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("src", type=Path, metavar="SRC",

@@ -23,6 +23,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from cloud_hf.cli import plain_text
+
 TERMINAL_LEFT_OUT = ("internal_energy", "free_energy", "entropy")
 """Properties the terminal table leaves out for width (they are in every ``--output`` file)."""
 
@@ -32,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="predict crystal properties from structure files (bundled θ_D / heat-capacity model by default)",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -69,6 +71,14 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
         return 2
+    bad_temperatures = [t for t in args.temperatures or () if not (math.isfinite(t) and t > 0)]
+    if bad_temperatures:
+        print(f"error: --temperatures must be finite and > 0 K, got {bad_temperatures[0]:g}", file=sys.stderr)
+        return 2
+    if args.model is not None and looks_like_local_path(args.model) and not Path(args.model).is_dir():
+        what = "is a file, not a checkpoint folder" if Path(args.model).exists() else "folder does not exist"
+        print(f"error: cannot load the model {args.model}: the {what}", file=sys.stderr)
+        return 2
     from transformers import pipeline
 
     from cloud_hf.inputs import collect_crystals
@@ -77,8 +87,11 @@ def run_predict(args: argparse.Namespace) -> int:
     model = str(args.model or BUNDLED_MODEL_DIR)
     try:
         predictor = pipeline(TASK_NAME, model=model)
-    except (OSError, ValueError) as error:
-        print(f"error: cannot load the model {model}: {error}", file=sys.stderr)
+    except Exception as error:  # a bad checkpoint of any kind: one line, not a traceback
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not Path(model).exists():
+            reason += f" (and no local folder {model} exists)"
+        print(f"error: cannot load the model {model}: {reason}", file=sys.stderr)
         return 2
     inputs = list(collect_crystals(args.paths, structure_column=args.input_column, id_column=args.id_column))
     call_options = {"batch_size": args.batch_size}
@@ -105,6 +118,12 @@ def run_predict(args: argparse.Namespace) -> int:
     n_ok = sum(result["error"] is None for result in results)
     print(f"{n_ok} ok, {len(results) - n_ok} failed")
     return 0 if n_ok > 0 else 1
+
+
+def looks_like_local_path(model: str) -> bool:
+    """Whether ``--model`` names a local folder rather than a Hub id (``owner/name``): it exists, or is
+    absolute, starts with ``.`` or ``~``, or has more than one ``/``."""
+    return Path(model).exists() or model.startswith((".", "~", "/")) or model.count("/") > 1 or "\\" in model
 
 
 def failed_result(error: str) -> dict[str, Any]:

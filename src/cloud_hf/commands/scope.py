@@ -21,6 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cloud_hf.cli import plain_text
+
 PROGRESS_BAR_THRESHOLD = 100
 
 
@@ -29,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "scope",
         help="encode crystal structures as SCOPE strings",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
@@ -81,16 +83,16 @@ def run_scope(args: argparse.Namespace) -> int:
 
 def _encode_one(payload: tuple[dict[str, Any], Any]) -> tuple[str | None, str | None]:
     """Worker: ``(scope, None)`` or ``(None, error)`` for one ``CrystalInput`` (errors name the input)."""
-    from cloud_hf.scope import ScopeError
     from cloud_hf.scope.encoder import cached_encoder
+    from cloud_hf.structures import failure_message
 
     settings, item = payload
     if item.error is not None:
         return None, item.error
     try:
         return cached_encoder(settings).encode(item.crystal, name=item.name), None
-    except ScopeError as error:
-        return None, str(error)
+    except Exception as error:  # any failure of one input stays in its row (MemoryError included)
+        return None, failure_message(error, item.name)
 
 
 def write_rows(ids: list[str], rows: list[tuple[str | None, str | None]], output: Path | None) -> None:

@@ -12,11 +12,12 @@ from datasets import Dataset, Features, Value
 
 from cloud_hf.scope.canonical import CANONICAL_VERSION, DecodedScope, canonical_scope, decode_canonical
 from cloud_hf.scope.reference import REFERENCE_ANGLE_TOLERANCE, REFERENCE_SYMPREC, reference_scope
-from cloud_hf.scope.symmetry import BACKENDS, find_symmetry
+from cloud_hf.scope.symmetry import BACKENDS, SUPERCELL_REDUCTION_MIN_SITES, find_symmetry, reduce_supercell
 from cloud_hf.structures import (
     MIN_INTERATOMIC_DISTANCE,
     ScopeError,
     describe_input,
+    failure_message,
     load_cell,
     load_structure,
 )
@@ -132,16 +133,19 @@ class ScopeEncoder:
             structure = load_structure(obj, name=label, min_distance=self.min_distance, allow_partial_occupancy=True)
             return reference_scope(structure, name=label, symprec=self.symprec, angle_tolerance=self.angle_tolerance)
         cell = load_cell(obj, name=name, min_distance=self.min_distance)
+        lattice, frac_coords, numbers = cell.lattice, np.mod(cell.frac_coords, 1.0), cell.atomic_numbers
+        if len(cell) >= SUPERCELL_REDUCTION_MIN_SITES:  # the backends' primitive search is O(n²)
+            lattice, frac_coords, numbers = reduce_supercell(lattice, frac_coords, numbers, self.symprec)
         symmetry = find_symmetry(
-            cell.lattice,
-            np.mod(cell.frac_coords, 1.0),
-            cell.atomic_numbers,
+            lattice,
+            frac_coords,
+            numbers,
             backend=self.backend,
             symprec=self.symprec,
             angle_tolerance=self.angle_tolerance,
             name=cell.name,
         )
-        return canonical_scope(cell.atomic_numbers, symmetry)
+        return canonical_scope(numbers, symmetry)
 
     def __call__(self, obj: Any, name: str | None = None) -> str:
         return self.encode(obj, name=name)
@@ -149,14 +153,15 @@ class ScopeEncoder:
     def encode_many(
         self, objs: Iterable[Any], ids: Sequence[Any] | None = None
     ) -> list[tuple[str | None, str | None]]:
-        """Encode every input, in order: ``(scope, None)`` on success, ``(None, error message)`` otherwise."""
+        """Encode every input, in order: ``(scope, None)`` on success, ``(None, error message)`` otherwise
+        (a failure of any exception type stays in its row)."""
         results: list[tuple[str | None, str | None]] = []
         for index, obj in enumerate(objs):
             name = str(ids[index]) if ids is not None else None
             try:
                 results.append((self.encode(obj, name=name), None))
-            except ScopeError as error:
-                results.append((None, str(error)))
+            except Exception as error:  # any failure stays in its row (MemoryError included)
+                results.append((None, failure_message(error, name or describe_input(obj))))
         return results
 
     def decode(self, scope: str) -> DecodedScope:
@@ -227,9 +232,9 @@ class ScopeMapFunction:
             try:
                 scopes.append(encoder.encode(value, name=name))
                 errors.append(None)
-            except ScopeError as error:
+            except Exception as error:  # any failure stays in its row (MemoryError included); recipes map here too
                 scopes.append(None)
-                errors.append(str(error))
+                errors.append(failure_message(error, name or f"row {index} of the batch"))
         return {self.output_column: scopes, self.error_column: errors}
 
     def output_features(self, input_features: Features | None) -> Features:

@@ -1,0 +1,360 @@
+"""A hostile corpus, written by the test itself, through every batch path: 0 lost rows, 0 silent wrong crystals.
+
+Each corpus entry is one file (or folder entry) with what must come out of it: the exact SCOPE string where
+the crystal is known (so a silently wrong reading fails), or an error matching a pattern that names the
+reason. ``cloud-hf scope``, ``cloud-hf predict``, the pipeline and ``ScopeEncoder.map_dataset`` must give
+exactly one row per input (per CIF block, per table row), in order. A hypothesis fuzz on the CIF and
+POSCAR readers checks that no exception type but ``CrystalInputError`` escapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+from pymatgen.io.vasp import Poscar
+
+from cloud_hf.cli import main
+from cloud_hf.errors import CrystalInputError
+from cloud_hf.inputs import collect_crystals
+from cloud_hf.scope import ScopeEncoder
+from cloud_hf.structures import load_cell, load_structure
+
+ROCKSALT = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+ROCKSALT_SCOPE = "cF m-3m SG225 Na 4a Cl 4b"
+CSCL_SCOPE = "cP m-3m SG221 Cl 1a Cs 1b"
+ATOMS_PER_CELL = {ROCKSALT_SCOPE: 8, CSCL_SCOPE: 2}
+
+CELL = """_cell_length_a 5.64
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+"""
+SITES = """loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Na1 Na 0 0 0 {occupancy}
+Cl1 {chlorine} 0.5 0.5 0.5 1
+"""
+
+
+def rocksalt_cif(symmetry: str, block: str = "nacl", occupancy: str = "1", chlorine: str = "Cl") -> str:
+    """Rock salt's asymmetric unit (Na 0 0 0, Cl ½ ½ ½) with the space group given by ``symmetry`` lines only."""
+    return f"data_{block}\n{CELL}{symmetry}{SITES.format(occupancy=occupancy, chlorine=chlorine)}"
+
+
+def poscar(lattice: str, counts: str, coordinates: str, species: str | None = "Na Cl", comment: str = "hostile") -> str:
+    species_line = f"{species}\n" if species is not None else ""
+    return f"{comment}\n1.0\n{lattice}{species_line}{counts}\nDirect\n{coordinates}"
+
+
+CUBIC = "5.64 0 0\n0 5.64 0\n0 0 5.64\n"
+CSCL = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0.5, 0.5, 0.5], [0, 0, 0]])
+
+
+@dataclass
+class Expected:
+    """What one row must hold: ``scope`` exactly, or an ``error`` matching the pattern."""
+
+    name: str
+    scope: str | None = None
+    error: str | None = None
+
+
+def write_corpus(folder: Path) -> list[Expected]:
+    """Write the hostile corpus into ``folder``; the expected rows of ``cloud-hf scope folder``, in order."""
+    files: dict[str, bytes | str] = {
+        "a_empty.cif": "",
+        "b_binary.cif": bytes(range(256)) * 4,
+        "c_truncated.cif": str(CifWriter(ROCKSALT))[:-40],
+        "d_truncated_header.cif": "data_x\n_cell_length_a 5.64\n_cell_length_b",
+        "e_nan.vasp": poscar(CUBIC, "1 1", "nan 0 0\n0.5 0.5 0.5\n"),
+        "f_inf_lattice.vasp": poscar("inf 0 0\n0 5.64 0\n0 0 5.64\n", "1 1", "0 0 0\n0.5 0.5 0.5\n"),
+        "g_huge_coordinate.vasp": poscar(CUBIC, "1 1", "1e300 0 0\n0.5 0.5 0.5\n"),
+        "h_unknown_element.cif": rocksalt_cif("_space_group_IT_number 225\n", chlorine="Qq"),
+        "i_disordered.cif": rocksalt_cif("_space_group_IT_number 225\n", occupancy="0.5"),
+        "j_zero_occupancy.cif": rocksalt_cif("_space_group_IT_number 225\n", occupancy="0"),
+        "k_overlapping.vasp": poscar(CUBIC, "1 1", "0 0 0\n0.01 0 0\n"),
+        "l_zero_volume.vasp": poscar("5.64 0 0\n0 5.64 0\n0 0 0\n", "1 1", "0 0 0\n0.5 0.5 0.5\n"),
+        "m_left_handed.vasp": poscar("5.64 0 0\n0 5.64 0\n0 0 -5.64\n", "4 4",
+                                     "0 0 0\n0 0.5 0.5\n0.5 0 0.5\n0.5 0.5 0\n"
+                                     "0.5 0.5 0.5\n0.5 0 0\n0 0.5 0\n0 0 0.5\n"),
+        "n_two_blocks.cif": rocksalt_cif("_space_group_IT_number 225\n") + "\n"
+                            + str(CifWriter(CSCL)).replace("data_CsCl", "data_second"),
+        "o_it_number_only.cif": rocksalt_cif("_space_group_IT_number 225\n"),
+        "p_old_it_number_only.cif": rocksalt_cif("_symmetry_Int_Tables_number 225\n"),
+        "q_hall_only.cif": rocksalt_cif("_space_group_name_Hall '-F 4 2 3'\n"),
+        "r_hm_only.cif": rocksalt_cif("_symmetry_space_group_name_H-M 'F m -3 m'\n"),
+        "s_vasp4_POSCAR": poscar(CUBIC, "1 1", "0 0 0\n0.5 0.5 0.5\n", species=None, comment="rock salt"),
+        "t_vasp4_symbols_in_comment.vasp": str(Poscar(ROCKSALT)).replace("\nNa Cl\n", "\n", 1)
+                                          .replace(str(Poscar(ROCKSALT)).splitlines()[0], "Na Cl", 1),
+        "u_water_in_a_box.vasp": poscar("30 0 0\n0 30 0\n0 0 30\n", "1 2",
+                                        "0.5 0.5 0.5\n0.5253 0.5 0.5\n0.4935 0.5253 0.5\n", species="O H"),
+        "v_bad_line.jsonl": "\n".join([
+            json.dumps({"id": "good-1", "structure": ROCKSALT.as_dict()}),
+            '{"id": "bad", "structure": {"lattice": ',
+            json.dumps({"id": "good-3", "structure": CSCL.as_dict()}),
+        ]) + "\n",
+        "w_header_only.csv": "id,structure\n",
+        "x_table.csv": "",  # written below with pandas quoting
+        "y_corrupt.csv.gz": gzip.compress(b"id,structure\nnacl,abc\n")[:-12],
+        "z_\u00f1_\u6676\u4f53.cif": str(CifWriter(ROCKSALT)),
+    }
+    folder.mkdir()
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    bad_value = ROCKSALT.as_dict()
+    bad_value["sites"][0]["abc"] = ["a", 0, 0]
+    import pandas as pd
+
+    pd.DataFrame({"id": ["bad-value", "fine"], "structure": [json.dumps(bad_value), json.dumps(ROCKSALT.as_dict())]}).to_csv(
+        folder / "x_table.csv", index=False
+    )
+    (folder / "zz_subfolder").mkdir()
+    (folder / "zz_subfolder" / "hidden_inside.cif").write_text(str(CifWriter(ROCKSALT)))
+    (folder / "zzz_loop").symlink_to(folder / "zzz_loop")
+
+    def at(name: str) -> str:
+        return str(folder / name)
+
+    return [
+        Expected(at("a_empty.cif"), error=r"unreadable structure file|no _atom_site|unreadable or malformed"),
+        Expected(at("b_binary.cif"), error=r"unreadable or malformed CIF: line 1: expected block header"),
+        Expected(at("c_truncated.cif"), error=r"unreadable or malformed CIF: line \d+: .*\(is the file truncated\?\)"),
+        Expected(at("d_truncated_header.cif"), error=r"unreadable or malformed CIF: line \d+: .*truncated"),
+        Expected(at("e_nan.vasp"), error=r"NaN or infinite|unreadable structure file"),
+        Expected(at("f_inf_lattice.vasp"), error=r"NaN or infinite|infinite or too large|unreadable structure file"),
+        Expected(at("g_huge_coordinate.vasp"), error=r"beyond ±1000 \(a corrupt coordinate\)"),
+        Expected(at("h_unknown_element.cif"), error=r"unknown element 'Qq' at _atom_site row 2 \(label 'Cl1'\)"),
+        Expected(at("i_disordered.cif"), error=r"disordered site at _atom_site row 1 \(label 'Na1'\) \(occupancy 0\.5\)"),
+        Expected(at("j_zero_occupancy.cif"), error=r"_atom_site row 1 \(label 'Na1'\) has occupancy 0"),
+        Expected(at("k_overlapping.vasp"), error=r"overlapping atoms: sites 0 and 1 are 0\.056 Å apart"),
+        Expected(at("l_zero_volume.vasp"), error=r"degenerate lattice|unreadable structure file"),
+        Expected(at("m_left_handed.vasp"), scope=ROCKSALT_SCOPE),
+        Expected(at("n_two_blocks.cif") + ":nacl", scope=ROCKSALT_SCOPE),
+        Expected(at("n_two_blocks.cif") + ":second", scope=CSCL_SCOPE),
+        Expected(at("o_it_number_only.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("p_old_it_number_only.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("q_hall_only.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("r_hm_only.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("s_vasp4_POSCAR"), error=r"VASP 4 POSCAR without a species line"),
+        Expected(at("t_vasp4_symbols_in_comment.vasp"), scope=ROCKSALT_SCOPE),
+        Expected(at("u_water_in_a_box.vasp"), error=r"an isolated cluster \(a molecule in a box\), not a crystal"),
+        Expected(at("v_bad_line.jsonl") + ":good-1", scope=ROCKSALT_SCOPE),
+        Expected(at("v_bad_line.jsonl") + ":1", error=r"line 2 of .*v_bad_line\.jsonl is not valid JSON"),
+        Expected(at("v_bad_line.jsonl") + ":good-3", scope=CSCL_SCOPE),
+        Expected(at("w_header_only.csv"), error=r"the table has no rows \(a header only\)"),
+        Expected(at("x_table.csv") + ":bad-value", error=r"malformed pymatgen structure dict: could not convert string to float: .*'a'"),
+        Expected(at("x_table.csv") + ":fine", scope=ROCKSALT_SCOPE),
+        Expected(at("y_corrupt.csv.gz"), error=r"y_corrupt\.csv\.gz: unreadable table \((EOFError|BadGzipFile)"),
+        Expected(at("z_\u00f1_\u6676\u4f53.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("zz_subfolder"), error=r"a subfolder, not read"),
+        Expected(at("zzz_loop"), error=r"a broken symbolic link or a symlink loop"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, list[Expected]]:
+    folder = tmp_path_factory.mktemp("hostile") / "corpus"
+    return folder, write_corpus(folder)
+
+
+def assert_rows(rows: list[tuple[str, str | None, str | None]], expected: list[Expected], value_is_scope: bool = True) -> None:
+    """``rows`` of (name, value, error): one per expected row, in order, each with its value or its error."""
+    assert [name for name, _, _ in rows] == [item.name for item in expected]
+    for (name, value, error), item in zip(rows, expected):
+        if item.scope is not None:
+            assert error is None, f"{name}: unexpected error {error}"
+            if value_is_scope:
+                assert value == item.scope, name
+            else:
+                assert value, name
+        else:
+            assert value is None or value == "", f"{name}: a value where an error was expected"
+            assert error and re.search(item.error, error), f"{name}: error {error!r} does not match {item.error!r}"
+
+
+def test_collected_inputs_are_one_per_file_block_and_table_row(corpus):
+    folder, expected = corpus
+    assert [item.name for item in collect_crystals([folder])] == [item.name for item in expected]
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_cloud_hf_scope_gives_one_row_per_input(corpus, tmp_path, num_proc):
+    folder, expected = corpus
+    output = tmp_path / "scope.jsonl"
+    assert main(["scope", str(folder), "--output", str(output), "--num-proc", str(num_proc)]) == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert_rows([(row["id"], row["scope"], row["error"]) for row in rows], expected)
+
+
+def test_cloud_hf_scope_reference_mode_reads_the_same_crystals(corpus, tmp_path):
+    folder, expected = corpus
+    output = tmp_path / "scope.jsonl"
+    assert main(["scope", str(folder), "--mode", "reference", "--output", str(output)]) == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    rocksalt_reference = ScopeEncoder(mode="reference").encode(ROCKSALT)
+    cscl_reference = ScopeEncoder(mode="reference").encode(CSCL)
+    reference_expected = [
+        Expected(item.name, scope={ROCKSALT_SCOPE: rocksalt_reference, CSCL_SCOPE: cscl_reference}[item.scope])
+        if item.scope else item
+        for item in expected
+    ]
+    # reference mode accepts disorder, as the reference encoder does: that row has a string there
+    disordered = next(i for i, item in enumerate(expected) if item.name.endswith("i_disordered.cif"))
+    assert rows[disordered]["scope"].endswith("| 4a 4b | Na 0.33 Cl 0.67")
+    del rows[disordered], reference_expected[disordered]
+    assert_rows([(row["id"], row["scope"], row["error"]) for row in rows], reference_expected)
+
+
+def test_cloud_hf_predict_gives_one_row_per_input(corpus, tmp_path, capsys):
+    import cloud_hf
+
+    folder, expected = corpus
+    output = tmp_path / "predictions.jsonl"
+    code = main(["predict", str(folder), "--model", str(cloud_hf.BUNDLED_MODEL_DIR), "--output", str(output)])
+    assert code == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert_rows([(row["input"], row["properties"] or None, row["error"]) for row in rows], expected, value_is_scope=False)
+    for row, item in zip(rows, expected):  # the right crystal: rock salt's conventional cell has 8 atoms, not 2
+        if item.scope is not None:
+            assert row["n_atoms"] == ATOMS_PER_CELL[item.scope], row["input"]
+    n_failed = sum(item.error is not None for item in expected)
+    assert f"{len(expected) - n_failed} ok, {n_failed} failed" in capsys.readouterr().out
+
+
+def test_pipeline_gives_one_result_per_crystal(corpus):
+    from transformers import pipeline
+
+    import cloud_hf
+
+    folder, expected = corpus
+    items = [item for item in collect_crystals([folder]) if item.error is None]
+    by_name = {item.name: item for item in expected}
+    results = pipeline("crystal-property-prediction", model=cloud_hf.BUNDLED_MODEL_DIR)(
+        [item.crystal for item in items], batch_size=4
+    )
+    assert len(results) == len(items)
+    rows = [(item.name, result["properties"] if result["error"] is None else None, result["error"])
+            for item, result in zip(items, results)]
+    assert_rows(rows, [by_name[item.name] for item in items], value_is_scope=False)
+    for item, result in zip(items, results):
+        if by_name[item.name].scope is not None:
+            assert result["n_atoms"] == ATOMS_PER_CELL[by_name[item.name].scope], item.name
+
+
+def test_map_dataset_gives_one_row_per_table_row(corpus):
+    folder, expected = corpus
+    items = list(collect_crystals([folder]))
+    texts = [None if item.error else (item.crystal.read_text(errors="replace") if isinstance(item.crystal, Path)
+                                      else item.crystal) for item in items]
+    table = Dataset.from_dict({"id": [item.name for item in items], "structure": texts})
+    encoded = ScopeEncoder().map_dataset(table, input_column="structure", id_column="id", batch_size=5)
+    assert encoded["id"] == [item.name for item in expected]
+    for item, text, scope, error in zip(expected, texts, encoded["scope"], encoded["scope_error"]):
+        if text is None:  # failed before reading: the map sees an empty cell
+            assert scope is None and error.endswith("empty 'structure' value")
+        elif item.scope is not None:
+            assert (scope, error) == (item.scope, None), item.name
+        else:
+            assert scope is None and error.startswith(f"id={item.name}: "), item.name
+
+
+def test_any_exception_of_one_row_stays_in_its_row(monkeypatch):
+    """A MemoryError (one huge cell) or any other exception type inside the encoder is one row's error."""
+    import cloud_hf.scope.encoder as encoder_module
+
+    def explode(obj, name=None, min_distance=None):
+        if obj == "huge":
+            raise MemoryError("cannot allocate 34 GiB")
+        if obj == "odd":
+            raise KeyError("lattice")
+        return load_cell(obj, name=name)
+
+    monkeypatch.setattr(encoder_module, "load_cell", explode)
+    encoder = ScopeEncoder()
+    assert encoder.encode_many(["huge", ROCKSALT, "odd"], ids=["a", "b", "c"]) == [
+        (None, "a: unexpected MemoryError: cannot allocate 34 GiB"),
+        (ROCKSALT_SCOPE, None),
+        (None, "c: unexpected KeyError: missing key 'lattice'"),
+    ]
+    table = Dataset.from_dict({"id": ["a", "b"], "cif": ["huge", ROCKSALT.to(fmt="cif")]})
+    encoded = encoder.map_dataset(table, id_column="id")
+    assert encoded["scope_error"] == ["id=a: unexpected MemoryError: cannot allocate 34 GiB", None]
+
+
+# --- fuzz: the readers raise the package's error and nothing else -------------------------------------
+
+ROCKSALT_CIF = str(CifWriter(ROCKSALT, symprec=0.1))
+ROCKSALT_POSCAR = str(Poscar(ROCKSALT))
+
+
+def mutated(text: str) -> st.SearchStrategy[str]:
+    """``text`` with random cuts, deleted or inserted characters, and numbers replaced by hostile ones."""
+    hostile_numbers = st.sampled_from(["nan", "inf", "-inf", "1e300", "-1e300", "0", "-0.0", "1e-300", "?", ".", "1/0"])
+
+    @st.composite
+    def build(draw):
+        result = text
+        for _ in range(draw(st.integers(1, 4))):
+            action = draw(st.sampled_from(["cut", "delete", "insert", "number", "line"]))
+            if action == "cut":
+                result = result[: draw(st.integers(0, len(result)))]
+            elif action == "delete" and result:
+                start = draw(st.integers(0, len(result) - 1))
+                result = result[:start] + result[start + draw(st.integers(1, 20)):]
+            elif action == "insert":
+                start = draw(st.integers(0, len(result)))
+                result = result[:start] + draw(st.text(max_size=12)) + result[start:]
+            elif action == "number":
+                numbers = list(re.finditer(r"-?\d+\.?\d*", result))
+                if numbers:
+                    match = draw(st.sampled_from(numbers))
+                    result = result[: match.start()] + draw(hostile_numbers) + result[match.end():]
+            else:
+                lines = result.splitlines()
+                if lines:
+                    index = draw(st.integers(0, len(lines) - 1))
+                    lines.insert(index, lines[draw(st.integers(0, len(lines) - 1))])
+                    result = "\n".join(lines)
+        return result
+
+    return build()
+
+
+def assert_only_crystal_input_errors(text: str) -> None:
+    for read in (load_cell, load_structure, ScopeEncoder().encode):
+        with contextlib.suppress(CrystalInputError):  # any other exception type fails the test
+            read(text)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(ROCKSALT_CIF))
+def test_fuzzed_cif_raises_only_crystal_input_error(text):
+    assert_only_crystal_input_errors(text)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(ROCKSALT_POSCAR))
+def test_fuzzed_poscar_raises_only_crystal_input_error(text):
+    assert_only_crystal_input_errors(text)
