@@ -25,6 +25,7 @@ the phonon C_v), trained only where such labels are given.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         super().__init__(config)
         self.head_kind = config.thermo_head
         grid = [float(omega) for omega in config.thermo_frequencies]
-        if any(right <= left for left, right in zip(grid, grid[1:])) or grid[0] <= 0:
+        if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
             raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
         num_spectrum = len(grid) if self.head_kind == "dos" else 1 + 2 * config.thermo_num_einstein
         self.members = nn.ModuleList(
