@@ -135,7 +135,8 @@ class CloudThermoMember(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        return self.head(hidden[:, 0]).float()
+        output = self.head(hidden[:, 0])
+        return output.to(torch.promote_types(output.dtype, torch.float32))  # thermodynamics need ≥ float32
 
 
 class _MemberSpectra:

@@ -1,0 +1,177 @@
+"""The thermodynamics heads: consistency by construction, limits, ensembles, checkpoints and the pipeline contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.debye import GAS_CONSTANT
+from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.modeling_cloud_debye import CloudDebyeModel
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
+from cloud_hf.thermodynamics import KELVIN_PER_WAVENUMBER
+
+TINY = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 16, "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, "head_dropout": 0.0}
+HEADS = ["dos", "debye-einstein"]
+
+
+def tiny_model(head: str, members: int = 3, **settings) -> CloudThermoModel:
+    torch.manual_seed(0)
+    model = CloudThermoModel(thermo_config(CloudConfig(**TINY), thermo_head=head, thermo_members=members, **settings))
+    return model.eval()
+
+
+def batch():
+    input_ids = torch.tensor([[0, 5, 7, 9, 2], [0, 6, 8, 2, 1]])
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 1).long()}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_autograd_identities_hold_for_every_head(head):
+    """C_v = ∂U/∂T, S = −∂F/∂T and U = F + TS, for the ensemble mean (float64 thermodynamics)."""
+    model = tiny_model(head).double()
+    temperature = torch.tensor([[5.0, 60.0, 300.0, 1500.0]] * 2, dtype=torch.float64, requires_grad=True)
+    output = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 5]))
+    (d_energy,) = torch.autograd.grad(output.internal_energy.sum(), temperature, retain_graph=True)
+    (d_free,) = torch.autograd.grad(output.free_energy.sum(), temperature)
+    torch.testing.assert_close(d_energy, output.heat_capacity, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(-d_free, output.entropy, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(output.free_energy + temperature * output.entropy, output.internal_energy,
+                               rtol=1e-12, atol=1e-8)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_dulong_petit_and_zero_point_limits(head):
+    model = tiny_model(head, members=1).double()
+    n_atoms = torch.tensor([2, 5])
+    hot = model(**batch(), temperature=torch.tensor([1e6], dtype=torch.float64), n_atoms=n_atoms)
+    torch.testing.assert_close(hot.heat_capacity[:, 0], 3 * GAS_CONSTANT * n_atoms.double(), rtol=1e-6, atol=0)
+    cold = model(**batch(), temperature=torch.tensor([0.1], dtype=torch.float64), n_atoms=n_atoms)
+    assert float(cold.heat_capacity.detach().max()) < 1e-3 and float(cold.entropy.detach().max()) < 1e-3
+    # the zero-point energy: (R/2) Σ θ over modes, from the exposed spectrum
+    if head == "dos":
+        grid = model.frequencies.double().numpy()
+        g = cold.dos.detach().numpy()
+        segments = sum((r - lft) * (lft * (2 * a + b) + r * (a + 2 * b)) / 6 for lft, r, a, b in
+                       zip(grid[:-1], grid[1:], g[:, :-1].T, g[:, 1:].T))
+        first_moment = segments + g[:, 0] * grid[0] ** 2 / 4  # the Debye onset's ∫ω g dω
+    else:  # 3 acoustic modes per cell at mean frequency (3/4)·ω_D, plus the Einstein modes
+        raw = torch.stack([member(**batch()) for member in model.members], 1)
+        spectra = model._spectra(raw[..., :-1], n_atoms)
+        acoustic = 3 * 0.75 * spectra.debye_frequency[:, 0]
+        optical = (spectra.einstein_frequencies * spectra.einstein_modes).sum(-1)[:, 0]
+        first_moment = (acoustic + optical).detach().numpy()
+    expected = GAS_CONSTANT / 2 * KELVIN_PER_WAVENUMBER * first_moment
+    np.testing.assert_allclose(cold.internal_energy[:, 0].detach().numpy(), expected, rtol=1e-9)
+
+
+def test_dos_head_spectrum_is_non_negative_and_normalised_to_3n_modes():
+    model = tiny_model("dos")
+    output = model(**batch(), n_atoms=torch.tensor([2, 7]))
+    grid = model.frequencies
+    modes = torch.trapezoid(output.dos, grid, dim=-1) + output.dos[:, 0] * grid[0] / 3
+    torch.testing.assert_close(modes, torch.tensor([6.0, 21.0]), rtol=1e-5, atol=0)
+    assert bool((output.dos > 0).all()) and output.dos.shape == (2, grid.numel())
+
+
+def test_debye_einstein_puts_three_acoustic_modes_per_cell():
+    model = tiny_model("debye-einstein", members=1)
+    output = model(**batch(), n_atoms=torch.tensor([1, 4]))
+    torch.testing.assert_close(output.einstein_modes.sum(-1)[:, 0], torch.tensor([0.0, 9.0]))
+
+
+def test_ensemble_std_is_the_member_spread_times_the_scale():
+    model = tiny_model("dos", members=4, thermo_std_scale=1.5)
+    output = model(**batch(), temperature=[100.0, 300.0], n_atoms=torch.tensor([2, 3]))
+    members = output.member_heat_capacity
+    torch.testing.assert_close(output.heat_capacity, members.mean(1))
+    torch.testing.assert_close(output.heat_capacity_std, 1.5 * members.std(1))
+    assert float(output.heat_capacity_std.detach().min()) > 0
+    single = tiny_model("dos", members=1)(**batch(), temperature=[300.0])
+    assert float(single.heat_capacity_std.abs().max()) == 0
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_save_and_load_with_from_pretrained(head, tmp_path):
+    model = tiny_model(head)
+    model.save_pretrained(tmp_path)
+    loaded = CloudThermoModel.from_pretrained(tmp_path).eval()
+    kwargs = {"temperature": [50.0, 300.0], "n_atoms": torch.tensor([2, 3])}
+    torch.testing.assert_close(loaded(**batch(), **kwargs).heat_capacity, model(**batch(), **kwargs).heat_capacity)
+    assert loaded.config.thermo_head == head and loaded.config.thermo_members == 3
+
+
+def test_from_encoder_copies_the_encoder_into_every_member(tmp_path):
+    torch.manual_seed(1)
+    encoder = CloudDebyeModel(CloudConfig(**TINY))
+    encoder.save_pretrained(tmp_path)
+    model = CloudThermoModel.from_encoder(tmp_path, thermo_head="dos", thermo_members=2)
+    for member in model.members:
+        for name, value in encoder.cloud.state_dict().items():
+            torch.testing.assert_close(member.cloud.state_dict()[name], value)
+    assert not torch.equal(model.members[0].head.out_proj.weight, model.members[1].head.out_proj.weight)
+
+
+def test_masked_loss_skips_nan_labels_and_weights_members():
+    model = tiny_model("dos", members=2).train()
+    temperature = torch.tensor([100.0, 300.0])
+    labels = torch.tensor([[10.0, math.nan], [math.nan, math.nan]])
+    output = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 2]), heat_capacity_labels=labels,
+                   dos_labels=torch.full((2, 50), math.nan), agl_theta_labels=torch.tensor([math.nan, 300.0]))
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+    # a member whose every crystal has weight 0 contributes nothing: the loss is the other member's alone
+    model.eval()
+    kwargs = {"temperature": temperature, "n_atoms": torch.tensor([2, 2]), "heat_capacity_labels": labels}
+    both = model(**batch(), **kwargs).loss
+    only_second = model(**batch(), **kwargs, member_weights=torch.tensor([[0.0, 1.0], [0.0, 1.0]])).loss
+    member_heat = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 2])).member_heat_capacity
+    expected = (member_heat[0, 1, 0] - 10.0).abs() / (6 * GAS_CONSTANT)
+    torch.testing.assert_close(only_second, expected)
+    assert float(both) > float(only_second)
+
+
+def test_pipeline_contract_records_with_std_and_equivalent_theta():
+    model = tiny_model("dos")
+    n_atoms = torch.tensor([2, 4])
+    inputs = model.prediction_inputs(n_atoms, [100.0, 300.0])
+    assert inputs["temperature"].shape == (2, 2)
+    with torch.no_grad():
+        output = model(**batch(), **inputs)
+    records = model.property_records(output, [2, 4], [100.0, 300.0])
+    assert len(records) == 2
+    by_name = {(r["property"], r["temperature"]): r for r in records[1]}
+    heat = by_name[("heat_capacity", 300.0)]
+    per_atom = by_name[("heat_capacity_per_atom", 300.0)]
+    assert per_atom["value"] == pytest.approx(heat["value"] / 4) and per_atom["std"] == pytest.approx(heat["std"] / 4)
+    assert {r["property"] for r in records[1]} == {"heat_capacity", "heat_capacity_per_atom", "entropy",
+                                                    "internal_energy", "free_energy", "debye_temperature"}
+    theta = by_name[("debye_temperature", 300.0)]
+    from cloud_hf.debye import heat_capacity
+
+    assert float(heat_capacity(theta["value"], 300.0, 4)) == pytest.approx(heat["value"], rel=1e-6)
+    assert all("std" in record and record["unit"] for record in records[0])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"temperature": [0.0]}, "temperature must be finite and > 0 K"),
+    ({"temperature": [float("nan")]}, "temperature must be finite and > 0 K"),
+    ({"temperature": [300.0], "n_atoms": torch.tensor([2, 0])}, r"n_atoms must be > 0; rows \[1\]"),
+    ({"temperature": [300.0], "n_atoms": torch.tensor([2, 2, 2])}, "n_atoms has 3 entries for a batch of 2"),
+])
+def test_bad_inputs_name_the_argument(kwargs, message):
+    with pytest.raises(CloudDataError, match=message):
+        tiny_model("dos")(**batch(), **kwargs)
+
+
+def test_unknown_head_is_a_config_error():
+    with pytest.raises(CloudConfigError, match="thermo_head must be one of"):
+        thermo_config(CloudConfig(**TINY), thermo_head="lorentz")
