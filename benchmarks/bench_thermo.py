@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/bench_thermo")
     parser.add_argument("--quick", action="store_true", help="2 epochs per head (a smoke run; numbers meaningless)")
     parser.add_argument("--skip-training", action="store_true", help="only the baselines and the bundled model")
+    parser.add_argument("--ensemble", default=str(BUNDLED_MODEL_DIR), help="the ensemble folder (default: bundled)")
+    parser.add_argument("--wait-minutes", type=int, default=0, help="wait this long for --ensemble to appear")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     output = Path(arguments.output)
@@ -153,10 +155,15 @@ def main() -> None:
             slug = name.split(" ")[0] + ("_300" if "300" in name else "")
             results[name] = metrics_to_errors(head_row(slug.replace("-", "_"), head, labels, epochs, output))
             print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
-    bundled = CloudThermoModel.from_pretrained(BUNDLED_MODEL_DIR) if _is_thermo(BUNDLED_MODEL_DIR) else None
+    ensemble_dir = Path(arguments.ensemble)
+    for _ in range(arguments.wait_minutes * 6):  # a training of the ensemble may still be writing it
+        if (ensemble_dir / "model.safetensors").is_file():
+            break
+        time.sleep(10)
+    bundled = CloudThermoModel.from_pretrained(ensemble_dir) if _is_thermo(ensemble_dir) else None
     calibration = {}
     if bundled is not None:
-        tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL_DIR)
+        tokenizer = AutoTokenizer.from_pretrained(ensemble_dir)
         metrics, _ = evaluate_on(bundled, tokenizer, test)
         results[f"bundled ensemble ({bundled.config.thermo_members} × {bundled.config.thermo_head})"] = (
             metrics_to_errors(metrics))
@@ -179,6 +186,8 @@ def main() -> None:
 
 
 def _is_thermo(folder: Path) -> bool:
+    if not (folder / "config.json").is_file():
+        return False
     return "CloudThermoModel" in json.loads((folder / "config.json").read_text()).get("architectures", [])
 
 

@@ -46,6 +46,9 @@ HEADS = ("dos", "debye-einstein", "debye")
 EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
 """Temperatures (K) of the per-atom C_v metrics (and S at 300 K)."""
 DEFAULT_LABEL_TEMPERATURES = [10.0, 20.0, 35.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 650.0, 800.0]
+PRETRAINED_ENCODER_DIR = Path(__file__).resolve().parent / "bundled" / "debye_agl"
+"""The pretrained encoder every head starts from: the previous bundled CloudDebyeModel (4 × 128, MLM-pretrained on
+canonical SCOPE, then fine-tuned on AFLOW AGL θ_D), shipped beside the default model."""
 _AGL_FILE = DEFAULT_PHONON_FILE.parents[1] / "structures" / "aflow" / "debye_temperature" / "train.csv.gz"
 
 
@@ -70,7 +73,7 @@ class ThermoModelOptions:
     """The head and where its encoder starts."""
 
     head: str = field(default="dos", metadata={"help": f"one of {HEADS}"})
-    checkpoint: str = field(default="src/cloud_hf/bundled", metadata={"help": "encoder to start from"})
+    checkpoint: str = field(default=str(PRETRAINED_ENCODER_DIR), metadata={"help": "encoder to start from"})
     members: int = field(default=1, metadata={"help": "deep-ensemble members (thermo heads)"})
     num_einstein: int = field(default=4, metadata={"help": "Einstein frequencies of the debye-einstein head"})
     bootstrap: bool = field(default=True, metadata={"help": "Poisson(1) bootstrap weights per member and crystal"})
