@@ -175,3 +175,51 @@ def test_bad_inputs_name_the_argument(kwargs, message):
 def test_unknown_head_is_a_config_error():
     with pytest.raises(CloudConfigError, match="thermo_head must be one of"):
         thermo_config(CloudConfig(**TINY), thermo_head="lorentz")
+
+
+def test_recipe_options_read_yaml_then_the_command_line(tmp_path):
+    from cloud_hf.thermo_training import parse_options
+
+    config = tmp_path / "c.yaml"
+    config.write_text("output_dir: out\nhead: debye-einstein\nlabels: [cv_curve, entropy]\nmembers: 2\n"
+                      "num_train_epochs: 3\nmax_train_rows: null\n")
+    data, model, training = parse_options([str(config), "--members", "4", "--labels", "cv_300"])
+    assert (model.head, model.members, data.labels, data.max_train_rows) == ("debye-einstein", 4, ["cv_300"], None)
+    assert training.num_train_epochs == 3 and training.output_dir == "out"
+    with pytest.raises(CloudConfigError, match="labels must be a non-empty subset"):
+        parse_options([str(config), "--labels", "phonons"])
+    with pytest.raises(CloudConfigError, match="head must be one of"):
+        parse_options([str(config), "--head", "einstein"])
+
+
+def test_collator_pads_stacks_and_passes_only_what_the_model_takes():
+    from cloud_hf.thermo_training import ThermoCollator
+
+    examples = [{"input_ids": [0, 5, 2], "n_atoms": 2.0, "heat_capacity_labels": np.array([1.0, np.nan], "f4"),
+                 "entropy_labels": np.array([np.nan, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
+                 "agl_theta_labels": np.float32(np.nan)},
+                {"input_ids": [0, 6, 7, 2], "n_atoms": 4.0, "heat_capacity_labels": np.array([2.0, 5.0], "f4"),
+                 "entropy_labels": np.array([1.0, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
+                 "agl_theta_labels": np.float32(300.0)}]
+    thermo = ThermoCollator(1, [100.0, 300.0], tiny_model("dos", members=3), members=3, bootstrap=True)(examples)
+    assert thermo["input_ids"].tolist() == [[0, 5, 2, 1], [0, 6, 7, 2]]
+    assert thermo["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert thermo["temperature"].shape == (2, 2) and thermo["member_weights"].shape == (2, 3)
+    debye = ThermoCollator(1, [100.0, 300.0], CloudDebyeModel(CloudConfig(**TINY)))(examples)
+    assert set(debye) == {"input_ids", "attention_mask", "n_atoms", "temperature", "heat_capacity_labels"}
+    loss = tiny_model("dos", members=3).train()(**thermo).loss
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_smoke_recipe_trains_saves_and_reports(tmp_path):
+    from cloud_hf.phonons import DEFAULT_PHONON_FILE
+    from cloud_hf.thermo_training import parse_options, train_thermo
+
+    if not DEFAULT_PHONON_FILE.is_file():
+        pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
+    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--output_dir", str(tmp_path)])
+    run = train_thermo(data, model, training)
+    loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
+    assert loaded.config.thermo_members == 2 and loaded.config.thermo_std_scale > 0
+    assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}

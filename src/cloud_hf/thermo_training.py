@@ -90,8 +90,10 @@ def parse_options(argv: Sequence[str] | None = None) -> tuple[ThermoDataOptions,
         if not path.is_file():
             raise CloudConfigError(f"{path}: configuration file not found")
         for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+            if value is None:  # null: the option's default (every optional option defaults to None)
+                continue
             values = value if isinstance(value, list) else [value]
-            yaml_args += [f"--{key}", *("None" if item is None else str(item) for item in values)]
+            yaml_args += [f"--{key}", *(str(item) for item in values)]
     parser = HfArgumentParser((ThermoDataOptions, ThermoModelOptions, TrainingArguments))
     try:
         data, model, training = parser.parse_args_into_dataclasses(yaml_args + argv)
