@@ -110,8 +110,19 @@ def gradient_boosting_row(train: PhononTable, test: PhononTable) -> np.ndarray:
 
 
 def head_row(name: str, head: str, labels: list[str], epochs: int, output: Path, members: int = 1) -> dict:
-    """Train one head with the recipe's machinery (validation for model choice) and score it on test."""
+    """Train one head with the recipe's machinery (validation for model choice) and score it on test.
+
+    A finished run of the same settings in ``output/name`` (its ``metrics.json``) is reused, not retrained.
+    """
     config = Path("recipes/configs/thermo_dos.yaml")
+    previous = output / name / "metrics.json"
+    if previous.is_file():
+        report = json.loads(previous.read_text())
+        settings = report["options"]["model"]
+        if (settings["head"], settings["members"], report["options"]["data"]["labels"], report["epochs"]) == (
+                head, members, labels, epochs):
+            print(f"{name}: reusing {previous}", flush=True)
+            return report["test"]
     data, model, training = parse_options([
         str(config), "--output_dir", str(output / name), "--head", head, "--labels", *labels,
         "--members", str(members), "--num_train_epochs", str(epochs),
@@ -149,16 +160,16 @@ def main() -> None:
     results["GB baseline (composition + SG)"] = gradient_boosting_row(train, test).mean(0).tolist()
     print(f"baselines: {time.perf_counter() - started:.0f} s", flush=True)
     if not arguments.skip_training:
-        for name, head, labels in (
-            ("debye (C_v 300 K only)", "debye", ["cv_300"]),
-            ("debye (DOS curves)", "debye", ["cv_curve"]),
-            ("debye-einstein", "debye-einstein", ["cv_curve", "entropy"]),
-            ("dos", "dos", ["dos", "cv_curve", "entropy"]),
+        for name, slug, head, labels in (
+            ("debye (C_v 300 K only)", "debye_300", "debye", ["cv_300"]),
+            ("debye (DOS curves)", "debye_curves", "debye", ["cv_curve"]),
+            ("debye-einstein", "debye_einstein", "debye-einstein", ["cv_curve", "entropy"]),
+            ("dos", "dos", "dos", ["dos", "cv_curve", "entropy"]),
         ):
             started = time.perf_counter()
-            slug = name.split(" ")[0] + ("_300" if "300" in name else "")
-            results[name] = metrics_to_errors(head_row(slug.replace("-", "_"), head, labels, epochs, output))
-            print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+            results[name] = metrics_to_errors(head_row(slug, head, labels, epochs, output))
+            print(f"{name}: {time.perf_counter() - started:.0f} s; per-atom MAE {results[name]}", flush=True)
+            (output / "bench_thermo_partial.json").write_text(json.dumps(results, indent=2))
     ensemble_dir = Path(arguments.ensemble)
     for _ in range(arguments.wait_minutes * 6):  # a training of the ensemble may still be writing it
         if (ensemble_dir / "model.safetensors").is_file():
