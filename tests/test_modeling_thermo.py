@@ -223,3 +223,32 @@ def test_smoke_recipe_trains_saves_and_reports(tmp_path):
     loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
     assert loaded.config.thermo_members == 2 and loaded.config.thermo_std_scale > 0
     assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}
+
+
+def test_pipeline_keeps_every_row_and_reports_std(tmp_path):
+    """A thermo checkpoint in the crystal-property-prediction pipeline: one result per input, failures named."""
+    from pymatgen.core import Lattice, Structure
+    from transformers import pipeline
+
+    import cloud_hf  # noqa: F401  (registers the pipeline task)
+    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+    from cloud_hf.tokenization_cloud import CloudTokenizerFast
+
+    tokenizer = CloudTokenizerFast.from_scope_vocabulary(canonical_vocabulary(), ScopeEncoder().to_dict(),
+                                                         model_max_length=16)
+    config = thermo_config(CloudConfig(**{**TINY, "vocab_size": len(tokenizer)}, scope=tokenizer.scope_config),
+                           thermo_members=2)
+    torch.manual_seed(0)
+    CloudThermoModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    predictor = pipeline("crystal-property-prediction", model=str(tmp_path), device="cpu")
+    rock_salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    disordered = Structure(Lattice.cubic(3.7), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    results = predictor([rock_salt, disordered, rock_salt.copy()], temperatures=[50.0, 300.0], batch_size=2)
+    assert [result["error"] is None for result in results] == [True, False, True]
+    assert "partial" in results[1]["error"] or "disorder" in results[1]["error"].lower()
+    records = {(r["property"], r.get("temperature")): r for r in results[0]["properties"]}
+    assert records[("heat_capacity_per_atom", 300.0)]["std"] > 0
+    assert records[("heat_capacity", 300.0)]["value"] == pytest.approx(
+        results[0]["n_atoms"] * records[("heat_capacity_per_atom", 300.0)]["value"])
+    assert results[0]["properties"] == results[2]["properties"]

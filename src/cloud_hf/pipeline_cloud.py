@@ -205,8 +205,9 @@ class CrystalPropertyPredictionPipeline(Pipeline):
                 for row, crystal in zip(encoded_rows.tolist(),
                                         self.model.property_records(output, n_atoms.tolist(), temperatures)):
                     records[row] = crystal
-            return {"records": records if batch_size > 1 else records[0], "n_atoms": model_inputs["n_atoms"],
-                    "formula": model_inputs["formula"], "scope": model_inputs["scope"], "error": model_inputs["error"]}
+            # n_atoms first: the pipeline's unbatching reads the batch size from the first entry
+            return {"n_atoms": model_inputs["n_atoms"], "records": records, "formula": model_inputs["formula"],
+                    "scope": model_inputs["scope"], "error": model_inputs["error"]}
         outputs = self._empty_outputs(batch_size, len(temperatures))
         if len(encoded_rows) > 0:
             model_outputs = self._run_model(
@@ -270,7 +271,8 @@ class CrystalPropertyPredictionPipeline(Pipeline):
             "properties": [],
         }
         if result["error"] is None and "records" in model_outputs:
-            result["properties"] = model_outputs["records"]
+            records = model_outputs["records"]  # one crystal's records; a one-crystal batch's list when not unbatched
+            result["properties"] = records[0] if isinstance(records[0], list) else records
         elif result["error"] is None:
             result["properties"] = self._property_records(model_outputs, result["n_atoms"])
         return result
