@@ -23,8 +23,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-TERMINAL_LEFT_OUT = ("internal_energy", "free_energy")
+TERMINAL_LEFT_OUT = ("internal_energy", "free_energy", "entropy")
 """Properties the terminal table leaves out for width (they are in every ``--output`` file)."""
+UNCERTAIN_TERMINAL_LEFT_OUT = ("internal_energy", "free_energy")
+"""The same for models that give a std (the thermodynamics ensembles): C_v and S ± std are shown."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -99,7 +101,9 @@ def run_predict(args: argparse.Namespace) -> int:
         write_rows(results, args.output)
         print(f"wrote {len(results)} rows to {args.output}")
     else:
-        print_table([flatten_result(result, leave_out=TERMINAL_LEFT_OUT, join_std=True) for result in results])
+        with_std = any("std" in record for result in results for record in result["properties"])
+        leave_out = UNCERTAIN_TERMINAL_LEFT_OUT if with_std else TERMINAL_LEFT_OUT
+        print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in results])
     if args.plot is not None and getattr(predictor.model.config, "thermo_head", None):
         plot_model_curves(predictor, results, args.plot, args.temperatures)
     elif args.plot is not None:
