@@ -17,6 +17,7 @@ from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import thermodynamics
 from cloud_hf.modeling_cloud import CloudForClassification, CloudForMaskedLM, CloudForRegression
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR, TASK_NAME
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
@@ -238,14 +239,19 @@ def test_a_checkpoint_without_a_property_head_is_refused(tmp_path):
         pipeline(TASK_NAME, model=str(folder), device="cpu")
 
 
-def test_bundled_model_is_the_default_and_predicts_sensible_debye_temperatures():
+def test_bundled_model_is_the_default_and_predicts_sensible_heat_capacities():
     assert (BUNDLED_MODEL_DIR / "model.safetensors").is_file()
-    weights_mb = sum(path.stat().st_size for path in BUNDLED_MODEL_DIR.glob("*.safetensors")) / 1e6
+    weights_mb = sum(path.stat().st_size for path in BUNDLED_MODEL_DIR.rglob("*.safetensors")) / 1e6
     assert weights_mb <= 25
     predictor = pipeline(TASK_NAME, device="cpu")  # no model given: the bundled one
-    assert isinstance(predictor.model, CloudDebyeModel)
+    assert isinstance(predictor.model, CloudThermoModel) and predictor.model.config.thermo_members >= 5
     assert predictor.model.config.scope["mode"] == "canonical"
-    results = predictor([pymatgen_structure("Si"), pymatgen_structure("CsCl")])
-    thetas = [property_value(result, "debye_temperature") for result in results]
+    results = predictor([pymatgen_structure("Si"), pymatgen_structure("CsCl")], temperatures=[300.0])
+    records = [{record["property"]: record for record in result["properties"]} for result in results]
+    thetas = [crystal["debye_temperature"]["value"] for crystal in records]
     assert all(50 < theta < 2500 and math.isfinite(theta) for theta in thetas)
     assert thetas[0] > thetas[1]  # diamond-structure Si is far stiffer than CsCl (~640 K vs ~175 K)
+    for crystal in records:
+        heat = crystal["heat_capacity_per_atom"]
+        assert 0 < heat["value"] < 3 * 8.314 and 0 < heat["std"] < heat["value"]
+        assert crystal["entropy"]["std"] > 0

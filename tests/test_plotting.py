@@ -35,3 +35,30 @@ def test_custom_temperatures_and_one_atom_count(tmp_path) -> None:
 def test_bad_input_is_named(tmp_path, theta, n_atoms, temperatures, message) -> None:
     with pytest.raises(ValueError, match=message):
         plot_thermo_curves(theta, n_atoms, temperatures, path=tmp_path / "x.png")
+
+
+def test_per_atom_curves_are_labelled_per_mole_of_atoms() -> None:
+    from cloud_hf.plotting import quantity_basis
+
+    assert quantity_basis([1, 1]) == "per mole of atoms"
+    assert quantity_basis([1, 2]) == "per mole of cells"
+
+
+def test_model_curves_with_band_beside_the_dos(tmp_path) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    from cloud_hf import BUNDLED_MODEL_DIR, CloudConfig
+    from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
+    from cloud_hf.plotting import plot_model_thermo
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(BUNDLED_MODEL_DIR)
+    config = thermo_config(CloudConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=64), thermo_members=2)
+    crystals = [("Si", "cF Fd-3m SG227 Si 8a", 2), ("CsCl", "cP Pm-3m SG221 Cl 1a Cs 1b", 2)]
+    path = plot_model_thermo(CloudThermoModel(config), tokenizer, crystals, tmp_path / "model.png")
+    height, width, _ = imread(path).shape
+    assert width > 2 * height
+    with pytest.raises(ValueError, match="at least one crystal"):
+        plot_model_thermo(CloudThermoModel(config), tokenizer, [], tmp_path / "none.png")

@@ -154,7 +154,8 @@ def test_main_job_runs_offline_on_the_bundled_model(tmp_path):
     assert result.returncode == 0, report(result, code)
     examples = sorted(path.name for path in (REPO_ROOT / "examples").glob("*.cif"))
     table = result.stdout.splitlines()
-    assert "debye_temperature [K]" in table[0] and "heat_capacity@300K [J/(mol·K)]" in table[0]
+    assert "debye_temperature@300K [K]" in table[0] and "heat_capacity@300K [J/(mol·K)]" in table[0]
+    assert "entropy@300K [J/(mol·K)]" in table[0] and " ± " in table[1]
     assert [line.split()[0] for line in table[1:-1]] == examples
     assert table[-1] == f"{len(examples)} ok, 0 failed"
 

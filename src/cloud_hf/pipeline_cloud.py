@@ -28,13 +28,14 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from cloud_hf.modeling_cloud import CloudForClassification, CloudForRegression
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.scope import ScopeEncoder, ScopeError
 from cloud_hf.structures import element_symbols, load_cell
 
 TASK_NAME = "crystal-property-prediction"
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "bundled"
-"""The small CloudDebyeModel (θ_D of AFLOW crystals) shipped inside the package; the default model."""
+"""The small CloudThermoModel (a 5-member DOS-head ensemble trained on phonon DOS) shipped inside the package."""
 
 DEFAULT_TEMPERATURES = (300.0,)
 """Temperatures (K) at which a CloudDebyeModel's thermodynamic functions are reported by default."""
@@ -49,7 +50,7 @@ DEBYE_THERMO_UNITS = {
 
 PROPERTY_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
     model_class.__name__: model_class
-    for model_class in (CloudDebyeModel, CloudForRegression, CloudForClassification)
+    for model_class in (CloudThermoModel, CloudDebyeModel, CloudForRegression, CloudForClassification)
 }
 
 
@@ -194,6 +195,19 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         batch_size = input_ids.shape[0]
         errors = model_inputs["error"] if isinstance(model_inputs["error"], list) else [model_inputs["error"]]
         encoded_rows = torch.tensor([index for index, error in enumerate(errors) if error is None], dtype=torch.long)
+        if hasattr(self.model, "property_records"):  # the head-model contract: the head writes its own records
+            records: list[list[dict[str, Any]] | None] = [None] * batch_size
+            if len(encoded_rows) > 0:
+                n_atoms = model_inputs["n_atoms"][encoded_rows]
+                output = self.model(input_ids=input_ids[encoded_rows],
+                                    attention_mask=model_inputs["attention_mask"][encoded_rows],
+                                    **self.model.prediction_inputs(n_atoms, temperatures))
+                for row, crystal in zip(encoded_rows.tolist(),
+                                        self.model.property_records(output, n_atoms.tolist(), temperatures)):
+                    records[row] = crystal
+            # n_atoms first: the pipeline's unbatching reads the batch size from the first entry
+            return {"n_atoms": model_inputs["n_atoms"], "records": records, "formula": model_inputs["formula"],
+                    "scope": model_inputs["scope"], "error": model_inputs["error"]}
         outputs = self._empty_outputs(batch_size, len(temperatures))
         if len(encoded_rows) > 0:
             model_outputs = self._run_model(
@@ -256,7 +270,10 @@ class CrystalPropertyPredictionPipeline(Pipeline):
             "error": model_outputs["error"],
             "properties": [],
         }
-        if result["error"] is None:
+        if result["error"] is None and "records" in model_outputs:
+            records = model_outputs["records"]  # one crystal's records; a one-crystal batch's list when not unbatched
+            result["properties"] = records[0] if isinstance(records[0], list) else records
+        elif result["error"] is None:
             result["properties"] = self._property_records(model_outputs, result["n_atoms"])
         return result
 

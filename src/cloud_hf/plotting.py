@@ -1,5 +1,7 @@
-"""Plots of Debye thermodynamics (C_v(T) and U(T) curves of crystals with known or predicted θ_D) and
-predicted-versus-true parity plots of trained models.
+"""Plots of thermodynamics and of trained models: Debye C_v(T) and U(T) curves of crystals with known or
+predicted θ_D (:func:`plot_thermo_curves`), a thermodynamics model's predicted C_v(T) with its ±2σ band next to
+its predicted phonon DOS (:func:`plot_model_thermo`, per atom by default), and predicted-versus-true parity plots
+(:func:`plot_parity`).
 
 Uses matplotlib's object API with the Agg canvas (no display, no global pyplot state), so it runs in scripts,
 tests and servers alike.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -65,13 +68,12 @@ def plot_thermo_curves(
         heat_axes.axhline(3 * atoms * GAS_CONSTANT, color=colour, linestyle="--", linewidth=0.8)
         energy_axes.plot(temperature, thermo.internal_energy / 1000.0, color=colour, label=label)
 
-    heat_axes.set(xlabel="T (K)", ylabel="$C_V$ (J/(mol·K), per mole of cells)", title="Heat capacity")
+    per = quantity_basis(_atom_counts(theta_D, n_atoms))
+    heat_axes.set(xlabel="T (K)", ylabel=f"$C_V$ (J/(mol·K), {per})", title="Heat capacity")
     heat_axes.set_ylim(bottom=0)
     heat_axes.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="Dulong–Petit 3NR")
     heat_axes.legend(fontsize="small")
-    energy_axes.set(
-        xlabel="T (K)", ylabel="$U$ (kJ/mol, per mole of cells)", title="Internal energy (incl. zero-point)"
-    )
+    energy_axes.set(xlabel="T (K)", ylabel=f"$U$ (kJ/mol, {per})", title="Internal energy (incl. zero-point)")
     energy_axes.legend(fontsize="small")
 
     path = Path(path)
@@ -122,4 +124,77 @@ def plot_parity(
     return path
 
 
-__all__ = ["DEFAULT_PLOT_TEMPERATURES", "plot_parity", "plot_thermo_curves"]
+def quantity_basis(atom_counts: Sequence[float]) -> str:
+    """The axis wording of extensive quantities: "per mole of atoms" when every curve is for one atom (N = 1)."""
+    return "per mole of atoms" if all(count == 1 for count in atom_counts) else "per mole of cells"
+
+
+def _atom_counts(theta_D: Mapping[str, float], n_atoms: int | Mapping[str, int]) -> list[int]:
+    return [n_atoms[name] if isinstance(n_atoms, Mapping) else n_atoms for name in theta_D]
+
+
+def plot_model_thermo(
+    model: Any,
+    tokenizer: Any,
+    crystals: Sequence[tuple[str, str, int]],
+    path: str | Path = "thermo_curves.png",
+    temperatures: Sequence[float] | torch.Tensor | None = None,
+    per_atom: bool = True,
+) -> Path:
+    """Draw a thermodynamics model's C_v(T) (mean with its ±2σ band) beside its predicted phonon DOS.
+
+    Args:
+        model: a ``CloudThermoModel`` (its outputs carry ``heat_capacity_std``, ``frequencies`` and ``dos``).
+        tokenizer: the model's tokenizer.
+        crystals: ``(name, SCOPE string, atoms per cell)`` of each crystal.
+        path: output PNG file (parent folders are created).
+        temperatures: temperatures in K (> 0) of the curves; default 1 K to 1000 K.
+        per_atom: C_v and DOS per mole of atoms (default; curves of different cells are comparable) or per cell.
+
+    Returns:
+        The path of the written PNG. The legends sit outside the axes, so they never cover the curves.
+    """
+    if not crystals:
+        raise ValueError("plot_model_thermo needs at least one crystal")
+    temperature = (DEFAULT_PLOT_TEMPERATURES.float() if temperatures is None
+                   else torch.as_tensor(temperatures, dtype=torch.float32).reshape(-1))
+    if temperature.numel() == 0 or not bool((temperature > 0).all()):
+        raise ValueError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
+    names, scopes, atoms = zip(*crystals)
+    encoded = tokenizer(list(scopes), padding=True, return_tensors="pt")
+    n_atoms = torch.tensor([float(count) for count in atoms])
+    model.eval()
+    with torch.no_grad():
+        output = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                       temperature=temperature.expand(len(names), -1), n_atoms=n_atoms)
+    divisor = n_atoms[:, None] if per_atom else torch.ones_like(n_atoms)[:, None]
+    heat, heat_std = output.heat_capacity / divisor, output.heat_capacity_std / divisor
+    dos, dos_std = output.dos / divisor, output.dos_std / divisor
+    per = quantity_basis([1] if per_atom else [2])
+
+    figure = Figure(figsize=(12, 4.8), layout="constrained")
+    heat_axes, dos_axes = figure.subplots(1, 2)
+    for index, name in enumerate(names):
+        colour = f"C{index % 10}"
+        heat_axes.plot(temperature, heat[index], color=colour, label=f"{name} (N = {atoms[index]})")
+        heat_axes.fill_between(temperature, heat[index] - 2 * heat_std[index], heat[index] + 2 * heat_std[index],
+                               color=colour, alpha=0.2, linewidth=0)
+        dos_axes.plot(output.frequencies, dos[index], color=colour)
+        dos_axes.fill_between(output.frequencies, (dos[index] - 2 * dos_std[index]).clamp(min=0),
+                              dos[index] + 2 * dos_std[index], color=colour, alpha=0.2, linewidth=0)
+    if per_atom:
+        heat_axes.axhline(3 * GAS_CONSTANT, color="grey", linestyle="--", linewidth=0.8, label="Dulong–Petit 3R")
+    heat_axes.set(xlabel="T (K)", ylabel=f"$C_V$ (J/(mol·K), {per})", title="Heat capacity (band: ±2σ)")
+    heat_axes.set_ylim(bottom=0)
+    dos_axes.set(xlabel="ω (cm$^{-1}$)", ylabel=f"g(ω) (modes per cm$^{{-1}}$, {per})",
+                 title="Predicted phonon DOS (band: ±2σ)")
+    dos_axes.set_ylim(bottom=0)
+    figure.legend(*heat_axes.get_legend_handles_labels(), loc="outside lower center",
+                  ncols=min(4, len(names) + 1), fontsize="small")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=120)
+    return path
+
+
+__all__ = ["DEFAULT_PLOT_TEMPERATURES", "plot_model_thermo", "plot_parity", "plot_thermo_curves", "quantity_basis"]

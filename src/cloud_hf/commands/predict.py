@@ -27,6 +27,8 @@ from cloud_hf.cli import plain_text
 
 TERMINAL_LEFT_OUT = ("internal_energy", "free_energy", "entropy")
 """Properties the terminal table leaves out for width (they are in every ``--output`` file)."""
+UNCERTAIN_TERMINAL_LEFT_OUT = ("internal_energy", "free_energy")
+"""The same for models that give a std (the thermodynamics ensembles): C_v and S ± std are shown."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -112,8 +114,12 @@ def run_predict(args: argparse.Namespace) -> int:
         write_rows(results, args.output)
         print(f"wrote {len(results)} rows to {args.output}")
     else:
-        print_table([flatten_result(result, leave_out=TERMINAL_LEFT_OUT) for result in results])
-    if args.plot is not None:
+        with_std = any("std" in record for result in results for record in result["properties"])
+        leave_out = UNCERTAIN_TERMINAL_LEFT_OUT if with_std else TERMINAL_LEFT_OUT
+        print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in results])
+    if args.plot is not None and getattr(predictor.model.config, "thermo_head", None):
+        plot_model_curves(predictor, results, args.plot, args.temperatures)
+    elif args.plot is not None:
         plot_heat_capacity(results, args.plot, args.temperatures)
     n_ok = sum(result["error"] is None for result in results)
     print(f"{n_ok} ok, {len(results) - n_ok} failed")
@@ -139,16 +145,21 @@ def property_column(record: dict[str, Any]) -> str:
     return f"{name} [{record['unit']}]" if record.get("unit") else name
 
 
-def flatten_result(result: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
-    """One flat row: input, formula, n_atoms, one column per property (and score), scope, error.
+def flatten_result(result: dict[str, Any], leave_out: Sequence[str] = (), join_std: bool = False) -> dict[str, Any]:
+    """One flat row: input, formula, n_atoms, one column per property (and score, and std), scope, error.
 
-    ``leave_out`` names properties to omit (the terminal table shows θ_D and C_v only).
+    ``leave_out`` names properties to omit (the terminal table shows θ_D, C_v and S only). A record's ``std``
+    gets its own ``... std`` column, or with ``join_std`` is written into the value's cell as ``value ± std``.
     """
     row = {"input": result["input"], "formula": result["formula"], "n_atoms": result["n_atoms"]}
     for record in result["properties"]:
         if record["property"] in leave_out:
             continue
         row[property_column(record)] = record["value"]
+        if "std" in record and join_std:
+            row[property_column(record)] = f"{record['value']:.4g} ± {record['std']:.2g}"
+        elif "std" in record:
+            row[f"{property_column(record)} std"] = record["std"]
         if "score" in record:
             row[f"{record['property']}_score"] = record["score"]
     row["scope"] = result["scope"]
@@ -223,3 +234,22 @@ def plot_heat_capacity(results: list[dict[str, Any]], path: Path, temperatures: 
     grid = torch.linspace(1.0, top, 400, dtype=torch.float64)
     plot_thermo_curves(theta_by_crystal, atoms_by_crystal, temperatures=grid, path=path)
     print(f"wrote C_v(T) and U(T) curves to {path}")
+
+
+def plot_model_curves(predictor: Any, results: list[dict[str, Any]], path: Path,
+                      temperatures: Sequence[float] | None) -> None:
+    """Plot a thermodynamics model's per-atom C_v(T) with its ±2σ band beside its predicted DOS
+    (``cloud_hf.plotting.plot_model_thermo``), from 1 K to 1.5 × the highest of 1000 K and the requested ones."""
+    import torch
+
+    from cloud_hf.plotting import plot_model_thermo
+
+    crystals = [(f"{row}. {result['formula']} ({Path(result['input']).name})", result["scope"], result["n_atoms"])
+                for row, result in enumerate(results, start=1) if result["error"] is None]
+    if not crystals:
+        print(f"no crystal predicted: {path} not written")
+        return
+    top = 1.5 * max([1000.0, *(temperatures or [])])
+    plot_model_thermo(predictor.model, predictor.tokenizer, crystals, path,
+                      temperatures=torch.linspace(1.0, top, 300))
+    print(f"wrote per-atom C_v(T) with ±2σ bands and the predicted DOS to {path}")

@@ -1,0 +1,254 @@
+"""The thermodynamics heads: consistency by construction, limits, ensembles, checkpoints and the pipeline contract."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.debye import GAS_CONSTANT
+from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.modeling_cloud_debye import CloudDebyeModel
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
+from cloud_hf.thermodynamics import KELVIN_PER_WAVENUMBER
+
+TINY = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "max_position_embeddings": 16, "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0, "head_dropout": 0.0}
+HEADS = ["dos", "debye-einstein"]
+
+
+def tiny_model(head: str, members: int = 3, **settings) -> CloudThermoModel:
+    torch.manual_seed(0)
+    model = CloudThermoModel(thermo_config(CloudConfig(**TINY), thermo_head=head, thermo_members=members, **settings))
+    return model.eval()
+
+
+def batch():
+    input_ids = torch.tensor([[0, 5, 7, 9, 2], [0, 6, 8, 2, 1]])
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 1).long()}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_autograd_identities_hold_for_every_head(head):
+    """C_v = ∂U/∂T, S = −∂F/∂T and U = F + TS, for the ensemble mean (float64 thermodynamics)."""
+    model = tiny_model(head).double()
+    temperature = torch.tensor([[5.0, 60.0, 300.0, 1500.0]] * 2, dtype=torch.float64, requires_grad=True)
+    output = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 5]))
+    (d_energy,) = torch.autograd.grad(output.internal_energy.sum(), temperature, retain_graph=True)
+    (d_free,) = torch.autograd.grad(output.free_energy.sum(), temperature)
+    torch.testing.assert_close(d_energy, output.heat_capacity, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(-d_free, output.entropy, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(output.free_energy + temperature * output.entropy, output.internal_energy,
+                               rtol=1e-12, atol=1e-8)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_dulong_petit_and_zero_point_limits(head):
+    model = tiny_model(head, members=1).double()
+    n_atoms = torch.tensor([2, 5])
+    hot = model(**batch(), temperature=torch.tensor([1e6], dtype=torch.float64), n_atoms=n_atoms)
+    torch.testing.assert_close(hot.heat_capacity[:, 0], 3 * GAS_CONSTANT * n_atoms.double(), rtol=1e-6, atol=0)
+    cold = model(**batch(), temperature=torch.tensor([0.1], dtype=torch.float64), n_atoms=n_atoms)
+    assert float(cold.heat_capacity.detach().max()) < 1e-3 and float(cold.entropy.detach().max()) < 1e-3
+    # the zero-point energy: (R/2) Σ θ over modes, from the exposed spectrum
+    if head == "dos":
+        grid = model.frequencies.double().numpy()
+        g = cold.dos.detach().numpy()
+        segments = sum((r - lft) * (lft * (2 * a + b) + r * (a + 2 * b)) / 6 for lft, r, a, b in
+                       zip(grid[:-1], grid[1:], g[:, :-1].T, g[:, 1:].T))
+        first_moment = segments + g[:, 0] * grid[0] ** 2 / 4  # the Debye onset's ∫ω g dω
+    else:  # 3 acoustic modes per cell at mean frequency (3/4)·ω_D, plus the Einstein modes
+        raw = torch.stack([member(**batch()) for member in model.members], 1)
+        spectra = model._spectra(raw[..., :-1], n_atoms)
+        acoustic = 3 * 0.75 * spectra.debye_frequency[:, 0]
+        optical = (spectra.einstein_frequencies * spectra.einstein_modes).sum(-1)[:, 0]
+        first_moment = (acoustic + optical).detach().numpy()
+    expected = GAS_CONSTANT / 2 * KELVIN_PER_WAVENUMBER * first_moment
+    np.testing.assert_allclose(cold.internal_energy[:, 0].detach().numpy(), expected, rtol=1e-9)
+
+
+def test_dos_head_spectrum_is_non_negative_and_normalised_to_3n_modes():
+    model = tiny_model("dos")
+    output = model(**batch(), n_atoms=torch.tensor([2, 7]))
+    grid = model.frequencies
+    modes = torch.trapezoid(output.dos, grid, dim=-1) + output.dos[:, 0] * grid[0] / 3
+    torch.testing.assert_close(modes, torch.tensor([6.0, 21.0]), rtol=1e-5, atol=0)
+    assert bool((output.dos > 0).all()) and output.dos.shape == (2, grid.numel())
+
+
+def test_debye_einstein_puts_three_acoustic_modes_per_cell():
+    model = tiny_model("debye-einstein", members=1)
+    output = model(**batch(), n_atoms=torch.tensor([1, 4]))
+    torch.testing.assert_close(output.einstein_modes.sum(-1)[:, 0], torch.tensor([0.0, 9.0]))
+
+
+def test_ensemble_std_is_the_member_spread_times_the_scale():
+    model = tiny_model("dos", members=4, thermo_std_scale=1.5)
+    output = model(**batch(), temperature=[100.0, 300.0], n_atoms=torch.tensor([2, 3]))
+    members = output.member_heat_capacity
+    torch.testing.assert_close(output.heat_capacity, members.mean(1))
+    torch.testing.assert_close(output.heat_capacity_std, 1.5 * members.std(1))
+    assert float(output.heat_capacity_std.detach().min()) > 0
+    single = tiny_model("dos", members=1)(**batch(), temperature=[300.0])
+    assert float(single.heat_capacity_std.abs().max()) == 0
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_save_and_load_with_from_pretrained(head, tmp_path):
+    model = tiny_model(head)
+    model.save_pretrained(tmp_path)
+    loaded = CloudThermoModel.from_pretrained(tmp_path).eval()
+    kwargs = {"temperature": [50.0, 300.0], "n_atoms": torch.tensor([2, 3])}
+    torch.testing.assert_close(loaded(**batch(), **kwargs).heat_capacity, model(**batch(), **kwargs).heat_capacity)
+    assert loaded.config.thermo_head == head and loaded.config.thermo_members == 3
+
+
+def test_from_encoder_copies_the_encoder_into_every_member(tmp_path):
+    torch.manual_seed(1)
+    encoder = CloudDebyeModel(CloudConfig(**TINY))
+    encoder.save_pretrained(tmp_path)
+    model = CloudThermoModel.from_encoder(tmp_path, thermo_head="dos", thermo_members=2)
+    for member in model.members:
+        for name, value in encoder.cloud.state_dict().items():
+            torch.testing.assert_close(member.cloud.state_dict()[name], value)
+    assert not torch.equal(model.members[0].head.out_proj.weight, model.members[1].head.out_proj.weight)
+
+
+def test_masked_loss_skips_nan_labels_and_weights_members():
+    model = tiny_model("dos", members=2).train()
+    temperature = torch.tensor([100.0, 300.0])
+    labels = torch.tensor([[10.0, math.nan], [math.nan, math.nan]])
+    output = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 2]), heat_capacity_labels=labels,
+                   dos_labels=torch.full((2, 50), math.nan), agl_theta_labels=torch.tensor([math.nan, 300.0]))
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+    # a member whose every crystal has weight 0 contributes nothing: the loss is the other member's alone
+    model.eval()
+    kwargs = {"temperature": temperature, "n_atoms": torch.tensor([2, 2]), "heat_capacity_labels": labels}
+    both = model(**batch(), **kwargs).loss
+    only_second = model(**batch(), **kwargs, member_weights=torch.tensor([[0.0, 1.0], [0.0, 1.0]])).loss
+    member_heat = model(**batch(), temperature=temperature, n_atoms=torch.tensor([2, 2])).member_heat_capacity
+    expected = (member_heat[0, 1, 0] - 10.0).abs() / (6 * GAS_CONSTANT)
+    torch.testing.assert_close(only_second, expected)
+    assert float(both.detach()) > float(only_second.detach())
+
+
+def test_pipeline_contract_records_with_std_and_equivalent_theta():
+    model = tiny_model("dos")
+    n_atoms = torch.tensor([2, 4])
+    inputs = model.prediction_inputs(n_atoms, [100.0, 300.0])
+    assert inputs["temperature"].shape == (2, 2)
+    with torch.no_grad():
+        output = model(**batch(), **inputs)
+    records = model.property_records(output, [2, 4], [100.0, 300.0])
+    assert len(records) == 2
+    by_name = {(r["property"], r["temperature"]): r for r in records[1]}
+    heat = by_name[("heat_capacity", 300.0)]
+    per_atom = by_name[("heat_capacity_per_atom", 300.0)]
+    assert per_atom["value"] == pytest.approx(heat["value"] / 4) and per_atom["std"] == pytest.approx(heat["std"] / 4)
+    assert {r["property"] for r in records[1]} == {"heat_capacity", "heat_capacity_per_atom", "entropy",
+                                                    "internal_energy", "free_energy", "debye_temperature"}
+    theta = by_name[("debye_temperature", 300.0)]
+    from cloud_hf.debye import heat_capacity
+
+    assert float(heat_capacity(theta["value"], 300.0, 4)) == pytest.approx(heat["value"], rel=1e-6)
+    assert all("std" in record and record["unit"] for record in records[0])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"temperature": [0.0]}, "temperature must be finite and > 0 K"),
+    ({"temperature": [float("nan")]}, "temperature must be finite and > 0 K"),
+    ({"temperature": [300.0], "n_atoms": torch.tensor([2, 0])}, r"n_atoms must be > 0; rows \[1\]"),
+    ({"temperature": [300.0], "n_atoms": torch.tensor([2, 2, 2])}, "n_atoms has 3 entries for a batch of 2"),
+])
+def test_bad_inputs_name_the_argument(kwargs, message):
+    with pytest.raises(CloudDataError, match=message):
+        tiny_model("dos")(**batch(), **kwargs)
+
+
+def test_unknown_head_is_a_config_error():
+    with pytest.raises(CloudConfigError, match="thermo_head must be one of"):
+        thermo_config(CloudConfig(**TINY), thermo_head="lorentz")
+
+
+def test_recipe_options_read_yaml_then_the_command_line(tmp_path):
+    from cloud_hf.thermo_training import parse_options
+
+    config = tmp_path / "c.yaml"
+    config.write_text("output_dir: out\nhead: debye-einstein\nlabels: [cv_curve, entropy]\nmembers: 2\n"
+                      "num_train_epochs: 3\nmax_train_rows: null\n")
+    data, model, training = parse_options([str(config), "--members", "4", "--labels", "cv_300"])
+    assert (model.head, model.members, data.labels, data.max_train_rows) == ("debye-einstein", 4, ["cv_300"], None)
+    assert training.num_train_epochs == 3 and training.output_dir == "out"
+    with pytest.raises(CloudConfigError, match="labels must be a non-empty subset"):
+        parse_options([str(config), "--labels", "phonons"])
+    with pytest.raises(CloudConfigError, match="head must be one of"):
+        parse_options([str(config), "--head", "einstein"])
+
+
+def test_collator_pads_stacks_and_passes_only_what_the_model_takes():
+    from cloud_hf.thermo_training import ThermoCollator
+
+    examples = [{"input_ids": [0, 5, 2], "n_atoms": 2.0, "heat_capacity_labels": np.array([1.0, np.nan], "f4"),
+                 "entropy_labels": np.array([np.nan, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
+                 "agl_theta_labels": np.float32(np.nan)},
+                {"input_ids": [0, 6, 7, 2], "n_atoms": 4.0, "heat_capacity_labels": np.array([2.0, 5.0], "f4"),
+                 "entropy_labels": np.array([1.0, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
+                 "agl_theta_labels": np.float32(300.0)}]
+    thermo = ThermoCollator(1, [100.0, 300.0], tiny_model("dos", members=3), members=3, bootstrap=True)(examples)
+    assert thermo["input_ids"].tolist() == [[0, 5, 2, 1], [0, 6, 7, 2]]
+    assert thermo["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert thermo["temperature"].shape == (2, 2) and thermo["member_weights"].shape == (2, 3)
+    debye = ThermoCollator(1, [100.0, 300.0], CloudDebyeModel(CloudConfig(**TINY)))(examples)
+    assert set(debye) == {"input_ids", "attention_mask", "n_atoms", "temperature", "heat_capacity_labels"}
+    loss = tiny_model("dos", members=3).train()(**thermo).loss
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.slow
+def test_smoke_recipe_trains_saves_and_reports(tmp_path):
+    from cloud_hf.phonons import DEFAULT_PHONON_FILE
+    from cloud_hf.thermo_training import parse_options, train_thermo
+
+    if not DEFAULT_PHONON_FILE.is_file():
+        pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
+    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--output_dir", str(tmp_path)])
+    run = train_thermo(data, model, training)
+    loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
+    assert loaded.config.thermo_members == 2 and loaded.config.thermo_std_scale > 0
+    assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}
+
+
+def test_pipeline_keeps_every_row_and_reports_std(tmp_path):
+    """A thermo checkpoint in the crystal-property-prediction pipeline: one result per input, failures named."""
+    from pymatgen.core import Lattice, Structure
+    from transformers import pipeline
+
+    import cloud_hf  # noqa: F401  (registers the pipeline task)
+    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+    from cloud_hf.tokenization_cloud import CloudTokenizerFast
+
+    tokenizer = CloudTokenizerFast.from_scope_vocabulary(canonical_vocabulary(), ScopeEncoder().to_dict(),
+                                                         model_max_length=16)
+    config = thermo_config(CloudConfig(**{**TINY, "vocab_size": len(tokenizer)}, scope=tokenizer.scope_config),
+                           thermo_members=2)
+    torch.manual_seed(0)
+    CloudThermoModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    predictor = pipeline("crystal-property-prediction", model=str(tmp_path), device="cpu")
+    rock_salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    disordered = Structure(Lattice.cubic(3.7), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])
+    results = predictor([rock_salt, disordered, rock_salt.copy()], temperatures=[50.0, 300.0], batch_size=2)
+    assert [result["error"] is None for result in results] == [True, False, True]
+    assert "partial" in results[1]["error"] or "disorder" in results[1]["error"].lower()
+    records = {(r["property"], r.get("temperature")): r for r in results[0]["properties"]}
+    assert records[("heat_capacity_per_atom", 300.0)]["std"] > 0
+    assert records[("heat_capacity", 300.0)]["value"] == pytest.approx(
+        results[0]["n_atoms"] * records[("heat_capacity_per_atom", 300.0)]["value"])
+    assert results[0]["properties"] == results[2]["properties"]
