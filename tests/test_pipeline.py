@@ -95,7 +95,7 @@ def test_task_is_registered_on_import():
 
 def test_loads_offline_with_the_recorded_head(predictor):
     assert isinstance(predictor.model, CloudDebyeModel)
-    assert predictor.scope_encoder == ScopeEncoder.from_dict(predictor.model.config.scope)
+    assert predictor.processor.scope_encoder == ScopeEncoder.from_dict(predictor.model.config.scope)
 
 
 def test_every_input_kind_gives_the_same_prediction(predictor, tmp_path):

@@ -24,8 +24,6 @@ from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokeniz
 from tokenizers.models import WordLevel, WordPiece
 from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
-
 CLS_TOKEN = "[CLS]"
 PAD_TOKEN = "[PAD]"
 SEP_TOKEN = "[SEP]"
@@ -239,6 +237,8 @@ class CloudTokenizerFast(TokenizersBackend):
 
 def reference_scope_config() -> dict[str, Any]:
     """``ScopeEncoder(mode="reference").to_dict()``: the SCOPE settings of the released reference checkpoint."""
+    from cloud_hf.scope import ScopeEncoder  # the encoder (pymatgen, moyopy) loads only where it is needed
+
     return ScopeEncoder(mode="reference").to_dict()
 
 
@@ -249,6 +249,8 @@ def build_canonical_tokenizer(model_max_length: int = CANONICAL_MAX_LENGTH) -> C
     canonical encoder can emit, so no valid crystal gives [UNK]); its ``scope`` is the default
     ``ScopeEncoder(mode="canonical").to_dict()``.
     """
+    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+
     return CloudTokenizerFast.from_scope_vocabulary(
         canonical_vocabulary(), ScopeEncoder(mode="canonical").to_dict(), model_max_length=model_max_length
     )

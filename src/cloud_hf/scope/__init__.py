@@ -6,12 +6,46 @@ Two modes: ``reference`` (byte-identical to the CLOUD reference encoder) and ``c
     >>> from cloud_hf.scope import ScopeEncoder
     >>> ScopeEncoder().encode("NaCl.cif")  # doctest: +SKIP
     'cF m-3m SG225 Na 4a Cl 4b'
+
+The names below load their modules (pymatgen, moyopy/spglib, datasets) on first access, so importing the
+package (e.g. for the tokenizer) stays light.
 """
 
-from cloud_hf.scope.canonical import CANONICAL_VERSION, DecodedScope
-from cloud_hf.scope.encoder import FORMAT_VERSIONS, MODES, ScopeEncoder, ScopeMapFunction
-from cloud_hf.scope.vocab import canonical_vocabulary
-from cloud_hf.structures import ScopeError, load_structure
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloud_hf.scope.canonical import CANONICAL_VERSION, DecodedScope
+    from cloud_hf.scope.encoder import FORMAT_VERSIONS, MODES, ScopeEncoder, ScopeMapFunction
+    from cloud_hf.scope.vocab import canonical_vocabulary
+    from cloud_hf.structures import ScopeError, load_structure
+
+_LAZY_ATTRIBUTES = {
+    "CANONICAL_VERSION": "cloud_hf.scope.canonical",
+    "DecodedScope": "cloud_hf.scope.canonical",
+    "FORMAT_VERSIONS": "cloud_hf.scope.encoder",
+    "MODES": "cloud_hf.scope.encoder",
+    "ScopeEncoder": "cloud_hf.scope.encoder",
+    "ScopeMapFunction": "cloud_hf.scope.encoder",
+    "canonical_vocabulary": "cloud_hf.scope.vocab",
+    "ScopeError": "cloud_hf.errors",
+    "load_structure": "cloud_hf.structures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_ATTRIBUTES:
+        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cloud_hf.scope' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))
+
 
 __all__ = [
     "CANONICAL_VERSION",
