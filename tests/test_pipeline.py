@@ -197,7 +197,7 @@ def test_too_long_scope_string_is_an_error(tmp_path):
     short_model = pipeline(TASK_NAME, model=str(save_tiny_checkpoint(tmp_path, max_positions=8)), device="cpu")
     silicon, olivine = short_model([pymatgen_structure("Si"), pymatgen_structure("LiFePO4")], batch_size=2)
     assert silicon["error"] is None
-    assert "more than the model's 8 positions" in olivine["error"]
+    assert "longer than the model's 8 positions" in olivine["error"]
 
 
 def test_bad_temperatures_are_refused(predictor):

@@ -19,8 +19,10 @@ as for any transformers model. The encoder has two execution paths that give the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -40,6 +42,7 @@ from transformers.utils.import_utils import is_torchdynamo_compiling
 from transformers.utils.output_capturing import capture_outputs
 
 from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.errors import CloudConfigError
 
 PropertyRecord = dict[str, object]
 """One predicted property: ``{"property": str, "value": float | str, "unit": str | None}``, plus ``"temperature"``
@@ -267,6 +270,29 @@ class CloudPreTrainedModel(PreTrainedModel):
     }
     accepts_loss_kwargs = False
     """The losses are means over the batch's labels: ``Trainer`` must not pass ``num_items_in_batch``."""
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, allow_pickle: bool = False, **kwargs
+    ):
+        """``PreTrainedModel.from_pretrained`` reading safetensors weights only, unless ``allow_pickle=True``.
+
+        A pickle checkpoint (``pytorch_model.bin``) can run code when unpickled, so, as for ``cloud-hf
+        convert-reference``, reading one needs the explicit opt-in (for a file you trust); a folder holding only
+        pickle weights is a ``CloudConfigError`` that says so.
+        """
+        if not allow_pickle:
+            if kwargs.get("use_safetensors") is False:
+                raise CloudConfigError("use_safetensors=False reads pickle checkpoints: pass allow_pickle=True as well")
+            folder = Path(os.fspath(pretrained_model_name_or_path or "")) / kwargs.get("subfolder", "")
+            if folder.is_dir() and not any(folder.glob("*.safetensors*")) and any(folder.glob("*.bin*")):
+                raise CloudConfigError(
+                    f"{folder}: holds only pickle weights ({', '.join(sorted(p.name for p in folder.glob('*.bin*')))}); "
+                    "cloud-hf reads safetensors checkpoints, and a pickle only with allow_pickle=True, for a file you "
+                    "trust (or convert it once: load with allow_pickle=True, then save_pretrained)"
+                )
+            kwargs["use_safetensors"] = True
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -171,8 +171,8 @@ class CloudProcessor(ProcessorMixin):
         prefix = f"{name}: " if name else ""
         if self.max_length is not None and len(input_ids) > self.max_length:
             raise CrystalInputError(
-                f"{prefix}SCOPE string '{scope}' has {len(input_ids)} tokens, more than the model's "
-                f"{self.max_length} positions"
+                f"{prefix}{len(input_ids)} tokens, longer than the model's {self.max_length} positions "
+                f"(SCOPE string '{scope}')"
             )
         unknown_id = self.tokenizer.unk_token_id
         if unknown_id is not None and unknown_id in input_ids:
