@@ -6,17 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloud_hf import CloudConfig, CloudDebyeModel, CloudForRegression, CloudModel
-
-VOCAB_SIZE = 40
-
-
-def tiny_config(**overrides) -> CloudConfig:
-    settings = dict(vocab_size=VOCAB_SIZE, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=64, max_position_embeddings=16, hidden_dropout_prob=0.0,
-                    attention_probs_dropout_prob=0.0, head_dropout=0.0)
-    settings.update(overrides)
-    return CloudConfig(**settings)
+from cloud_hf import CloudDebyeModel, CloudForRegression, CloudModel
+from test_modeling import VOCAB_SIZE, tiny_config
 
 
 def padded_batch() -> dict[str, torch.Tensor]:

@@ -9,8 +9,7 @@ does (``benchmarks/bench_startup.py``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from transformers import (
     AutoConfig,
@@ -23,6 +22,7 @@ from transformers import (
 
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError, CloudError, CrystalInputError, ScopeError
+from cloud_hf.lazy_imports import lazy_attributes
 from cloud_hf.modeling_cloud import (
     CloudForClassification,
     CloudForMaskedLM,
@@ -61,16 +61,7 @@ _LAZY_ATTRIBUTES = {
 """Public names whose modules load on first access (PEP 562), so that ``import cloud_hf`` stays light."""
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_ATTRIBUTES:
-        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cloud_hf' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY_ATTRIBUTES)
 
 
 __all__ = [

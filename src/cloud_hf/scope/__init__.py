@@ -13,8 +13,9 @@ package (e.g. for the tokenizer) stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cloud_hf.lazy_imports import lazy_attributes
 
 if TYPE_CHECKING:
     from cloud_hf.scope.canonical import CANONICAL_VERSION, DecodedScope
@@ -35,16 +36,7 @@ _LAZY_ATTRIBUTES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_ATTRIBUTES:
-        value = getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cloud_hf.scope' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY_ATTRIBUTES)
 
 
 __all__ = [
