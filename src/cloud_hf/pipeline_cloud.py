@@ -25,6 +25,7 @@ import torch
 from transformers import AutoConfig, Pipeline, PreTrainedModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
+import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads checkpoints through)
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
 
 TASK_NAME = "crystal-property-prediction"

@@ -68,7 +68,6 @@ class CloudTokenizerFast(TokenizersBackend):
     def __init__(
         self,
         tokenizer_file: str | None = None,
-        tokenizer_object: Tokenizer | None = None,
         scope: dict[str, Any] | None = None,
         cls_token: str = CLS_TOKEN,
         sep_token: str = SEP_TOKEN,
@@ -77,7 +76,9 @@ class CloudTokenizerFast(TokenizersBackend):
         mask_token: str = MASK_TOKEN,
         **kwargs: Any,
     ):
-        if tokenizer_object is None and (tokenizer_file is None or not os.path.isfile(tokenizer_file)):
+        # ``tokenizer_object`` (a backend to wrap) travels in kwargs, as for every TokenizersBackend: it is not a
+        # setting that save_pretrained could store.
+        if kwargs.get("tokenizer_object") is None and (tokenizer_file is None or not os.path.isfile(tokenizer_file)):
             raise ValueError(
                 f"CloudTokenizerFast needs a tokenizer.json (got tokenizer_file={tokenizer_file!r}); build one with "
                 "CloudTokenizerFast.from_scope_vocabulary or CloudTokenizerFast.from_reference_files"
@@ -87,7 +88,6 @@ class CloudTokenizerFast(TokenizersBackend):
         kwargs.pop("vocab", None)  # a tokenizer.json is the single source of truth
         super().__init__(
             tokenizer_file=tokenizer_file,
-            tokenizer_object=tokenizer_object,
             scope=scope,
             cls_token=cls_token,
             sep_token=sep_token,

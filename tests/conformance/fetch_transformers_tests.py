@@ -4,7 +4,7 @@
 
 Runs ``pip download --no-deps --no-binary :all: transformers==<installed version>`` and extracts the sdist's
 ``tests/`` folder into ``$CLOUD_HF_CONFORMANCE_CACHE`` (default ``~/.cache/cloud-hf/conformance``) as the package
-``transformers_tests_<version>``. The sdist ships the top-level ``tests/test_*_common.py`` mixins but not three helper
+``transformers_<version>_tests``. The sdist ships the top-level ``tests/test_*_common.py`` mixins but not three helper
 modules they import; those are written as small stand-ins (see ``STAND_INS``), each saying what it replaces.
 Needs the network once; the tests themselves never download anything and skip, with the reason, without the cache.
 """
@@ -49,7 +49,8 @@ def cache_root() -> Path:
 
 
 def package_name(version: str | None = None) -> str:
-    return "transformers_tests_" + (version or transformers_version()).replace(".", "_")
+    """``transformers_<version>_tests``: transformers' ``get_tests_dir()`` looks for a folder ending in ``tests``."""
+    return "transformers_" + (version or transformers_version()).replace(".", "_") + "_tests"
 
 
 def suites_folder() -> Path:
