@@ -90,14 +90,15 @@ class CloudModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
         if not return_labels:
             return inputs_dict
         batch_size = self.model_tester.batch_size
+        generator = torch.Generator().manual_seed(0)  # the same labels on every call (tuple vs dict outputs compare)
         if model_class is CloudForMaskedLM:
             inputs_dict["labels"] = inputs_dict["input_ids"].masked_fill(inputs_dict["attention_mask"] == 0, -100)
         elif model_class is CloudForRegression:
-            inputs_dict["labels"] = torch.randn(batch_size)
+            inputs_dict["labels"] = torch.randn(batch_size, generator=generator)
         elif model_class is CloudForClassification:
-            inputs_dict["labels"] = torch.randint(0, 2, (batch_size,))
+            inputs_dict["labels"] = torch.randint(0, 2, (batch_size,), generator=generator)
         elif model_class is CloudDebyeModel:
-            inputs_dict["theta_labels"] = 300.0 + 100.0 * torch.rand(batch_size)
+            inputs_dict["theta_labels"] = 300.0 + 100.0 * torch.rand(batch_size, generator=generator)
         return inputs_dict
 
     @contextlib.contextmanager

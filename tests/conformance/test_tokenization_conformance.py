@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import unittest
 from pathlib import Path
+from typing import ClassVar
 
 from _suites import suite
 
@@ -29,8 +30,8 @@ class CloudTokenizerTest(tokenization_common.TokenizerTesterMixin, unittest.Test
     test_tokenizer_from_extractor = False
     # integration oracle: rock salt, one id per SCOPE token in the committed tokenizer/ vocabulary
     integration_test_input_string = "cF m-3m SG225 Na 4a Cl 4b"
-    integration_expected_tokens = ["cF", "m-3m", "SG225", "Na", "4a", "Cl", "4b"]
-    integration_expected_token_ids = [17, 50, 275, 291, 402, 297, 410]
+    integration_expected_tokens: ClassVar[list[str]] = ["cF", "m-3m", "SG225", "Na", "4a", "Cl", "4b"]
+    integration_expected_token_ids: ClassVar[list[int]] = [17, 50, 275, 291, 402, 297, 410]
     integration_expected_decoded_text = "cF m-3m SG225 Na 4a Cl 4b"
 
 
