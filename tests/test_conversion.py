@@ -136,3 +136,18 @@ def test_cli_converts_and_reports_failures(converted, tmp_path, capsys):
     assert (tmp_path / "cli" / "model.safetensors").read_bytes() == (destination / "model.safetensors").read_bytes()
     assert cli_main(["convert-reference", str(tmp_path / "missing"), str(tmp_path / "out")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_converted_reference_gets_a_processor_rebuilt_from_its_config(converted):
+    """The converted folder has no processor_config.json: its processor comes from config.json's SCOPE settings."""
+    from transformers import AutoProcessor
+
+    from cloud_hf.processing_cloud import CloudProcessor
+
+    destination = converted[1]
+    assert not (destination / "processor_config.json").exists()
+    processor = AutoProcessor.from_pretrained(destination)
+    assert isinstance(processor, CloudProcessor)
+    assert processor.scope["mode"] == "reference" and processor.max_length == 64
+    batch = processor(scopes=["1 6 a O D D a D O D b O O O c O O O d O O O e O O O 0 | 4a 4b | Na 0.5 Cl 0.5"])
+    assert batch.errors == [None] and batch["input_ids"][0][0] == processor.tokenizer.cls_token_id

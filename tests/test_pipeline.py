@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pymatgen.util
 import pytest
+import safetensors.torch
 import torch
 from pymatgen.core import Lattice, Molecule, Structure
-from transformers import pipeline
+from transformers import AutoProcessor, pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import cloud_hf
@@ -19,6 +20,7 @@ from cloud_hf.modeling_cloud import CloudForClassification, CloudForMaskedLM, Cl
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR, TASK_NAME
+from cloud_hf.processing_cloud import CloudProcessor
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
@@ -96,7 +98,7 @@ def test_task_is_registered_on_import():
 
 def test_loads_offline_with_the_recorded_head(predictor):
     assert isinstance(predictor.model, CloudDebyeModel)
-    assert predictor.scope_encoder == ScopeEncoder.from_dict(predictor.model.config.scope)
+    assert predictor.processor.scope_encoder == ScopeEncoder.from_dict(predictor.model.config.scope)
 
 
 def test_every_input_kind_gives_the_same_prediction(predictor, tmp_path):
@@ -198,7 +200,7 @@ def test_too_long_scope_string_is_an_error(tmp_path):
     short_model = pipeline(TASK_NAME, model=str(save_tiny_checkpoint(tmp_path, max_positions=8)), device="cpu")
     silicon, olivine = short_model([pymatgen_structure("Si"), pymatgen_structure("LiFePO4")], batch_size=2)
     assert silicon["error"] is None
-    assert "more than the model's 8 positions" in olivine["error"]
+    assert "longer than the model's 8 positions" in olivine["error"]
 
 
 def test_bad_temperatures_are_refused(predictor):
@@ -255,3 +257,80 @@ def test_bundled_model_is_the_default_and_predicts_sensible_heat_capacities():
         heat = crystal["heat_capacity_per_atom"]
         assert 0 < heat["value"] < 3 * 8.314 and 0 < heat["std"] < heat["value"]
         assert crystal["entropy"]["std"] > 0
+
+
+# --- the processor -------------------------------------------------------------------------------------------
+
+
+def test_processor_keeps_one_row_per_crystal_with_its_error(debye_checkpoint):
+    processor = CloudProcessor.from_pretrained(debye_checkpoint)  # no processor file: rebuilt from config.json
+    assert processor.scope == CloudConfig.from_pretrained(debye_checkpoint).scope and processor.max_length == 32
+    batch = processor([pymatgen_structure("Si"), "no/such/file.cif", pymatgen_structure("CsCl")], return_tensors="pt")
+    assert batch["input_ids"].shape[0] == 3
+    assert batch.errors[0] is None and "no/such/file.cif" in batch.errors[1] and batch.errors[2] is None
+    assert batch.scopes[0] == "cF m-3m SG227 Si 8a" and batch.formulas == ["Si", None, "CsCl"]
+    assert batch.n_atoms.tolist() == [2, 1, 2]
+    expected = processor.tokenizer(batch.scopes[0])["input_ids"]
+    assert batch["input_ids"][0, : len(expected)].tolist() == expected
+    assert batch["attention_mask"][1].tolist()[:3] == [1, 1, 0]  # the failed crystal: a [CLS] [SEP] placeholder
+    model = CloudDebyeModel.from_pretrained(debye_checkpoint).eval()
+    with torch.no_grad():  # the batch runs as is, placeholder included
+        outputs = model(**batch, **model.prediction_inputs(batch.n_atoms, [300.0]))
+    assert outputs.heat_capacity.shape == (3, 1)
+
+
+def test_processor_saves_and_loads_through_auto_processor(debye_checkpoint, tmp_path):
+    processor = CloudProcessor.from_pretrained(debye_checkpoint)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, CloudProcessor)
+    assert loaded.scope == processor.scope and loaded.max_length == processor.max_length
+    assert loaded(scopes=["cF m-3m SG225 Na 4a Cl 4b"])["input_ids"] == processor(scopes=["cF m-3m SG225 Na 4a Cl 4b"])[
+        "input_ids"
+    ]
+
+
+def test_processor_is_the_one_length_and_unknown_token_check(debye_checkpoint):
+    processor = CloudProcessor(CloudProcessor.from_pretrained(debye_checkpoint).tokenizer, max_length=7)
+    short, long_string, unknown = processor(
+        scopes=["cF m-3m SG225 Na 4a", "cF m-3m SG225 Na 4a Cl 4b", "cF m-3m SG225 Xx 4a"]
+    ).errors
+    assert short is None
+    assert "9 tokens, longer than the model's 7 positions" in long_string
+    assert "['Xx'] outside the model's vocabulary" in unknown
+
+
+def test_saved_processor_settings_decide_the_pipeline_encoding(debye_checkpoint, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(debye_checkpoint, tmp_path / "checkpoint"))
+    processor = CloudProcessor.from_pretrained(folder)
+    CloudProcessor(processor.tokenizer, scope=ScopeEncoder(symprec=0.01).to_dict(), max_length=32).save_pretrained(folder)
+    predictor = pipeline(TASK_NAME, model=str(folder), device="cpu")
+    assert predictor.processor.scope_encoder == ScopeEncoder(symprec=0.01)
+
+
+def test_heads_implement_the_pipeline_contract(tmp_path):
+    folder = save_tiny_checkpoint(tmp_path, head="regression", target_names=["band_gap"], target_units=["eV"])
+    model = CloudForRegression.from_pretrained(folder).eval()
+    assert model.prediction_inputs(torch.tensor([2, 5]), [300.0]) == {}
+    tokenizer = CloudTokenizerFast.from_pretrained(folder)
+    inputs = tokenizer(["cF m-3m SG225 Na 4a Cl 4b", "cP m-3m SG221 Ti 1a Sr 1b O 3d"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    records = model.property_records(outputs, [8, 5], [300.0])
+    assert [[(r["property"], r["unit"]) for r in crystal] for crystal in records] == [[("band_gap", "eV")]] * 2
+    assert [crystal[0]["value"] for crystal in records] == pytest.approx(outputs.predictions[:, 0].tolist())
+    with pytest.raises(NotImplementedError, match="CloudForMaskedLM is not a property head"):
+        CloudForMaskedLM(model.config).property_records(outputs, [8, 5], [300.0])
+
+
+def test_pipeline_refuses_a_pickle_only_checkpoint_without_opt_in(tmp_path):
+    folder = save_tiny_checkpoint(tmp_path, head="regression")
+    weights = safetensors.torch.load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(weights, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="allow_pickle=True"):  # transformers wraps the CloudConfigError
+        pipeline(TASK_NAME, model=str(folder), device="cpu")
+    predictor = pipeline(TASK_NAME, model=str(folder), device="cpu", model_kwargs={"allow_pickle": True})
+    assert predictor(pymatgen_structure("Si"))["error"] is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import filecmp
 import gzip
+import os
 import pickle
 import subprocess
 import sys
@@ -271,3 +273,26 @@ def test_reference_tokenizer_matches_bert_tokenizer_on_every_reference_string(re
 def test_reference_tokenizer_needs_a_vocab_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"vocab\.txt"):
         CloudTokenizerFast.from_reference_files(tmp_path)
+
+
+HEAVY_MODULES = ("pymatgen", "moyopy", "spglib", "datasets", "pandas", "ase", "matplotlib")
+
+
+def loaded_heavy_modules(code: str, argv0: str | None = None) -> list[str]:
+    """The heavy modules (and torch) in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    setup = f"import sys; sys.argv[0] = {argv0!r}; " if argv0 else ""
+    probe = f"print([m for m in {(*HEAVY_MODULES, 'torch')!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", f"{setup}import sys; {code}; {probe}"], capture_output=True,
+                            text=True, check=True, cwd=Path(__file__).resolve().parents[1],
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_package_or_the_tokenizer_loads_no_heavy_dependency():
+    assert loaded_heavy_modules("import cloud_hf") == ["torch"]
+    assert loaded_heavy_modules("from cloud_hf.tokenization_cloud import CloudTokenizerFast") == ["torch"]
+    assert loaded_heavy_modules("import cloud_hf; cloud_hf.CloudTokenizerFast.from_pretrained('tokenizer')") == ["torch"]
+
+
+def test_the_command_line_defers_torch_to_the_commands_that_load_models():
+    assert loaded_heavy_modules("import cloud_hf.cli; cloud_hf.cli.build_parser()", argv0="/usr/bin/cloud-hf") == []

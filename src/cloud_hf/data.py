@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 from pymatgen.core import Structure
 
-from cloud_hf.errors import CloudDataError
+from cloud_hf.errors import CloudDataError, CrystalInputError
 
 logger = logging.getLogger(__name__)
 
@@ -287,11 +287,16 @@ def _merge_scope_errors(batch: dict[str, list]) -> dict[str, list]:
 
 
 class TokenMapper:
-    """Batched ``Dataset.map`` function: ``scope`` → ``input_ids``/``attention_mask``; over-long rows flagged."""
+    """Batched ``Dataset.map`` function: ``scope`` → ``input_ids``/``attention_mask``; a row the model cannot read
+    as it is (too many tokens, a token outside the vocabulary) becomes an error row, by the processor's check
+    (:meth:`cloud_hf.processing_cloud.CloudProcessor.check_token_ids`, the one length and unknown-token policy)."""
 
     def __init__(self, tokenizer: Any, max_length: int) -> None:
+        from cloud_hf.processing_cloud import CloudProcessor
+
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.processor = CloudProcessor(tokenizer, max_length=max_length)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         errors: list[str | None] = list(batch[ERROR_COLUMN])
@@ -301,12 +306,11 @@ class TokenMapper:
         attention_mask: list[list[int]] = [[] for _ in errors]
         for position, index in enumerate(usable):
             ids = encoded["input_ids"][position]
-            if len(ids) > self.max_length:
-                errors[index] = (f"id {batch[ID_COLUMN][index]!r}: {len(ids)} tokens, longer than the model's "
-                                 f"{self.max_length} positions")
+            try:
+                self.processor.check_token_ids(batch[SCOPE_COLUMN][index], ids, name=f"id {batch[ID_COLUMN][index]!r}")
+            except CrystalInputError as error:
+                errors[index] = str(error)
                 continue
-            if self.tokenizer.unk_token_id is not None and self.tokenizer.unk_token_id in ids:
-                logger.debug("id %r has unknown tokens", batch[ID_COLUMN][index])
             input_ids[index] = ids
             attention_mask[index] = encoded["attention_mask"][position]
         for index, scope in enumerate(batch[SCOPE_COLUMN]):

@@ -4,11 +4,25 @@ classification heads.
 The parameter layout follows BERT's, except that query/key/value are fused into one projection and the single
 token-type embedding row of the reference is folded into the position embeddings, so a reference
 ``BertForMaskedLM`` converts by a deterministic rename/fuse (see ``cloud_hf.conversion``).
+
+Attention goes through ``transformers``' ``ALL_ATTENTION_FUNCTIONS`` (``eager``, ``sdpa``, ``flex_attention``,
+``flash_attention_2`` where installed), so ``attn_implementation=`` and ``model.set_attn_implementation(...)`` work
+as for any transformers model. The encoder has two execution paths that give the same real-token states:
+
+* **dense** (masked dense attention; padding positions are kept at zero after every layer): no operation depends on
+  the values of the mask, so ``torch.export``, ONNX export and ``torch.compile(fullgraph=True)`` work with a padded
+  ``attention_mask``, and the ``hidden_states`` returned are the very tensors the next layer computes from;
+* **packed** (eager execution of a padded batch when no hidden states are requested): projections, feed-forward and
+  LayerNorms run on the real tokens only (see [`TokenUnpadding`]); only attention sees the padded layout. It is the
+  faster path on padded CPU batches (``benchmarks/bench_model.py``).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -17,11 +31,22 @@ from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput, SequenceClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.import_utils import is_torchdynamo_compiling
+from transformers.utils.output_capturing import capture_outputs
 
 from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.errors import CloudConfigError
+
+PropertyRecord = dict[str, object]
+"""One predicted property: ``{"property": str, "value": float | str, "unit": str | None}``, plus ``"temperature"``
+(K) for temperature-dependent properties, ``"std"`` where the head gives an uncertainty, ``"score"`` for a label."""
 
 
 @dataclass
@@ -107,14 +132,44 @@ class CloudEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(embeddings))
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention written out (returns the probabilities); ``query``/``key``/``value`` are
+    ``(batch, heads, seq, head_dim)``, `attention_mask` an additive float or boolean (True = attend) mask broadcastable
+    to ``(batch, heads, seq, seq)``. Returns ``(batch, seq, heads, head_dim)`` and the probabilities."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
+        else:
+            scores = scores + attention_mask
+    probabilities = F.dropout(scores.softmax(dim=-1), p=dropout, training=module.training)
+    return torch.matmul(probabilities, value).transpose(1, 2).contiguous(), probabilities
+
+
 class CloudSelfAttention(nn.Module):
-    """Multi-head self-attention with a fused query/key/value projection; SDPA or eager kernel."""
+    """Multi-head self-attention with a fused query/key/value projection; the kernel comes from
+    ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``.
+
+    ``output_attentions=True`` under ``sdpa`` (which cannot return probabilities) runs the eager kernel for that call.
+    """
+
+    is_causal = False
 
     def __init__(self, config: CloudConfig):
         super().__init__()
         self.config = config
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.dropout_prob = config.attention_probs_dropout_prob
 
@@ -122,38 +177,44 @@ class CloudSelfAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
         unpadding: TokenUnpadding | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``hidden_states``: ``(batch, seq, hidden)``, or packed ``(tokens, hidden)`` with `unpadding`.
-        ``attention_mask``: boolean ``(batch, 1, 1, seq)``, True where a key may be attended, or None."""
+        """``hidden_states``: ``(batch, seq, hidden)``, or packed ``(tokens, hidden)`` with `unpadding`;
+        ``attention_mask``: the mask built by ``create_bidirectional_mask`` for the attention implementation."""
         qkv = self.qkv(hidden_states)
         if unpadding is not None:
             qkv = unpadding.pad(qkv)
         batch_size, sequence_length, _ = qkv.shape
         query, key, value = (
-            qkv.view(batch_size, sequence_length, 3, self.num_heads, self.head_dim)
-            .permute(2, 0, 3, 1, 4)
-            .unbind(0)
+            qkv.view(batch_size, sequence_length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         )
-        dropout_prob = self.dropout_prob if self.training else 0.0
-        if output_attentions or self.config._attn_implementation == "eager":
-            scores = torch.matmul(query, key.transpose(-1, -2)) * self.head_dim**-0.5
-            if attention_mask is not None:
-                scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-            attention_probs = F.dropout(scores.softmax(dim=-1), p=dropout_prob, training=self.training)
-            context = torch.matmul(attention_probs, value)
-        else:
-            attention_probs = None
-            context = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout_prob)
-        context = context.transpose(1, 2).reshape(batch_size, sequence_length, -1)
+        implementation = self.config._attn_implementation
+        if kwargs.get("output_attentions") and implementation == "sdpa":
+            implementation = "eager"
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        context, attention_probs = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout_prob if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        context = context.reshape(batch_size, sequence_length, -1)
         if unpadding is not None:
             context = unpadding.unpad(context)
-        return context, (attention_probs if output_attentions else None)
+        return context, attention_probs
 
 
 class CloudLayer(GradientCheckpointingLayer):
-    """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x)).
+
+    With `token_mask` (``(batch, seq, 1)``, 1 at real tokens) the output is zero at padding positions, so the dense
+    path returns what the packed path does.
+    """
 
     def __init__(self, config: CloudConfig):
         super().__init__()
@@ -170,18 +231,28 @@ class CloudLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
         unpadding: TokenUnpadding | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, attention_probs = self.attention(hidden_states, attention_mask, output_attentions, unpadding)
+        token_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        context, _ = self.attention(hidden_states, attention_mask, unpadding=unpadding, **kwargs)
         hidden_states = self.attention_LayerNorm(hidden_states + self.dropout(self.attention_output(context)))
         feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
         hidden_states = self.output_LayerNorm(hidden_states + self.dropout(feed_forward))
-        return hidden_states, attention_probs
+        if token_mask is not None:
+            hidden_states = hidden_states * token_mask
+        return hidden_states
 
 
 class CloudPreTrainedModel(PreTrainedModel):
-    """Base class of the CLOUD models: configuration, weight initialisation and checkpoint conventions."""
+    """Base class of the CLOUD models: configuration, weight initialisation, checkpoint conventions, and the
+    property-head contract of the ``crystal-property-prediction`` pipeline.
+
+    A property head (regression, classification, Debye, thermodynamic heads) implements
+    [`prediction_inputs`] and [`property_records`], so the pipeline runs
+    ``model(**inputs, **model.prediction_inputs(n_atoms, temperatures))`` and reads
+    ``model.property_records(outputs, n_atoms, temperatures)`` without knowing the head type.
+    """
 
     config_class = CloudConfig
     config: CloudConfig
@@ -189,7 +260,39 @@ class CloudPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     _no_split_modules: ClassVar[list[str]] = ["CloudLayer"]
+    _can_record_outputs: ClassVar[dict[str, type[nn.Module]]] = {
+        "hidden_states": CloudLayer,
+        "attentions": CloudSelfAttention,
+    }
+    accepts_loss_kwargs = False
+    """The losses are means over the batch's labels: ``Trainer`` must not pass ``num_items_in_batch``."""
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, allow_pickle: bool = False, **kwargs
+    ):
+        """``PreTrainedModel.from_pretrained`` reading safetensors weights only, unless ``allow_pickle=True``.
+
+        A pickle checkpoint (``pytorch_model.bin``) can run code when unpickled, so, as for ``cloud-hf
+        convert-reference``, reading one needs the explicit opt-in (for a file you trust); a folder holding only
+        pickle weights is a ``CloudConfigError`` that says so.
+        """
+        if not allow_pickle:
+            if kwargs.get("use_safetensors") is False:
+                raise CloudConfigError("use_safetensors=False reads pickle checkpoints: pass allow_pickle=True as well")
+            folder = Path(os.fspath(pretrained_model_name_or_path or "")) / kwargs.get("subfolder", "")
+            if folder.is_dir() and not any(folder.glob("*.safetensors*")) and any(folder.glob("*.bin*")):
+                raise CloudConfigError(
+                    f"{folder}: holds only pickle weights ({', '.join(sorted(p.name for p in folder.glob('*.bin*')))}); "
+                    "cloud-hf reads safetensors checkpoints, and a pickle only with allow_pickle=True, for a file you "
+                    "trust (or convert it once: load with allow_pickle=True, then save_pretrained)"
+                )
+            kwargs["use_safetensors"] = True
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -198,12 +301,41 @@ class CloudPreTrainedModel(PreTrainedModel):
         if isinstance(module, CloudEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
 
+    def run_encoder(
+        self,
+        input_ids: torch.LongTensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.LongTensor | None,
+        inputs_embeds: torch.FloatTensor | None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
+        """The encoder ``self.cloud`` on a head's inputs, always as a [`BaseModelOutput`]."""
+        return self.cloud(
+            input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+
+    def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
+        """Extra ``forward()`` keyword arguments this head needs besides ``input_ids``/``attention_mask``, for
+        crystals of ``n_atoms`` atoms (``(batch,)``) at ``temperatures`` (K); ``{}`` when it needs none."""
+        return {}
+
+    def property_records(
+        self, outputs: ModelOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
+    ) -> list[list[PropertyRecord]]:
+        """For each crystal of the batch, its predicted properties as records (see [`PropertyRecord`])."""
+        raise NotImplementedError(f"{type(self).__name__} is not a property head: it predicts no crystal properties")
+
 
 class CloudModel(CloudPreTrainedModel):
     """The bare CLOUD encoder; ``last_hidden_state[:, 0]`` is the [CLS] representation of the crystal.
 
-    With a padded batch, only the real tokens are computed (see [`TokenUnpadding`]): hidden states at padding
-    positions are returned as zeros (BERT computes throw-away values there); real positions are unchanged.
+    Hidden states at padding positions are zeros (BERT computes throw-away values there); real positions do not depend
+    on the padding. Left padding is refused: the crystal is read from [CLS] at position 0.
     """
 
     def __init__(self, config: CloudConfig):
@@ -218,65 +350,66 @@ class CloudModel(CloudPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings.word_embeddings = value
 
+    @merge_with_config_defaults
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> BaseModelOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> BaseModelOutput:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`): token ids from
                 [`CloudTokenizerFast`]; position 0 must be [CLS].
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 1 for real
-                tokens, 0 for padding.
+                tokens, 0 for padding (right padding only).
             position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): defaults to
                 ``0 .. sequence_length - 1``.
             inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
                 word embeddings to use instead of `input_ids`.
+            kwargs: `output_hidden_states`, `output_attentions` (and `return_dict`), as for any transformers model.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-
         hidden_states = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
-        key_mask = unpadding = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            if not bool(attention_mask[:, 0].all()):
-                raise ValueError(
-                    "attention_mask is 0 at position 0 of some rows: CLOUD reads the crystal from [CLS] at position 0, "
-                    "so pad on the right (tokenizer.padding_side = 'right')"
-                )
-            key_mask = attention_mask[:, None, None, :].bool()
-            unpadding = TokenUnpadding.from_attention_mask(attention_mask)
-            hidden_states = unpadding.unpad(hidden_states)
-
-        def padded(states: torch.Tensor) -> torch.Tensor:
-            return states if unpadding is None else unpadding.pad(states)
-
-        all_hidden_states = (padded(hidden_states),) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
-        for layer in self.layers:
-            hidden_states, attention_probs = layer(hidden_states, key_mask, output_attentions, unpadding)
-            if output_hidden_states:
-                all_hidden_states += (padded(hidden_states),)
-            if output_attentions:
-                all_attentions += (attention_probs,)
-        hidden_states = padded(hidden_states)
-
-        if not return_dict:
-            return tuple(v for v in (hidden_states, all_hidden_states, all_attentions) if v is not None)
-        return BaseModelOutput(
-            last_hidden_state=hidden_states, hidden_states=all_hidden_states, attentions=all_attentions
+        padding_mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+        if padding_mask is not None and not is_torchdynamo_compiling() and not bool(padding_mask[:, 0].all()):
+            raise ValueError(
+                "attention_mask is 0 at position 0 of some rows: CLOUD reads the crystal from [CLS] at position 0, "
+                "so pad on the right (tokenizer.padding_side = 'right')"
+            )
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
         )
+        unpadding = self._packed_layout(padding_mask, kwargs)
+        token_mask = None
+        if unpadding is not None:
+            hidden_states = unpadding.unpad(hidden_states)
+        elif padding_mask is not None:
+            token_mask = padding_mask[..., None].to(hidden_states.dtype)
+            hidden_states = hidden_states * token_mask
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, unpadding=unpadding, token_mask=token_mask, **kwargs)
+        if unpadding is not None:
+            hidden_states = unpadding.pad(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+    def _packed_layout(self, padding_mask: torch.Tensor | None, kwargs: dict) -> TokenUnpadding | None:
+        """The packed layout of a padded batch where the packed path applies, else None (dense path).
+
+        The packed path needs eager execution (it reads the mask's values) and is skipped when hidden states are
+        requested, so that those are the tensors each layer computes from.
+        """
+        if padding_mask is None or is_torchdynamo_compiling():
+            return None
+        if kwargs.get("output_hidden_states", self.config.output_hidden_states):
+            return None
+        if bool(padding_mask.all()):
+            return None
+        return TokenUnpadding.from_attention_mask(padding_mask)
 
 
 class CloudLMHead(nn.Module):
@@ -333,6 +466,7 @@ class CloudForMaskedLM(CloudPreTrainedModel):
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.lm_head.decoder = new_embeddings
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -340,31 +474,17 @@ class CloudForMaskedLM(CloudPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> MaskedLMOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskedLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): target token ids of the
             masked positions; -100 elsewhere (ignored by the cross-entropy loss).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.cloud(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
+        outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).to(logits.device))
-        if not return_dict:
-            output = (logits, *outputs[1:])
-            return (loss, *output) if loss is not None else output
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -397,6 +517,7 @@ class CloudForRegression(CloudPreTrainedModel):
             init.copy_(self.target_mean, torch.tensor(self.config.target_mean or [0.0] * num_targets))
             init.copy_(self.target_std, torch.tensor(self.config.target_std or [1.0] * num_targets))
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -404,30 +525,16 @@ class CloudForRegression(CloudPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> CloudRegressionOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CloudRegressionOutput:
         r"""
         labels (`torch.FloatTensor` of shape `(batch_size,)` or `(batch_size, num_targets)`, *optional*): targets in
             physical units (``config.target_units``); NaN marks a missing value.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.cloud(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
+        outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
         logits = self.head(outputs.last_hidden_state[:, 0])
         predictions = logits * self.target_std.to(logits.dtype) + self.target_mean.to(logits.dtype)
         loss = self.regression_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            output = (predictions, logits, *outputs[1:])
-            return (loss, *output) if loss is not None else output
         return CloudRegressionOutput(
             loss=loss,
             predictions=predictions,
@@ -458,6 +565,18 @@ class CloudForRegression(CloudPreTrainedModel):
             elementwise = F.mse_loss(logits, standardized.nan_to_num(), reduction="none")
         return (elementwise * present).sum() / present.sum().clamp(min=1)
 
+    def property_records(
+        self, outputs: CloudRegressionOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
+    ) -> list[list[PropertyRecord]]:
+        """One record per target: ``config.target_names`` (``target_<i>`` when unnamed) with ``target_units``."""
+        predictions = outputs.predictions.reshape(len(n_atoms), -1).tolist()
+        names = self.config.target_names or [f"target_{index}" for index in range(self.config.num_targets)]
+        units = self.config.target_units or [None] * len(names)
+        return [
+            [{"property": name, "value": value, "unit": unit} for name, value, unit in zip(names, row, units)]
+            for row in predictions
+        ]
+
 
 class CloudForClassification(CloudPreTrainedModel):
     """CLOUD encoder + [`CloudPredictionHead`] classifying crystals.
@@ -476,6 +595,7 @@ class CloudForClassification(CloudPreTrainedModel):
         self.head = CloudPredictionHead(config, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -483,24 +603,13 @@ class CloudForClassification(CloudPreTrainedModel):
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
         r"""
         labels (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_labels)`, *optional*): class ids in
             ``[0, num_labels)``, 0/1 for a single-logit binary model, multi-hot for multi-label.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.cloud(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
+        outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
         logits = self.head(outputs.last_hidden_state[:, 0])
         loss = None
         if labels is not None:
@@ -511,12 +620,39 @@ class CloudForClassification(CloudPreTrainedModel):
                 loss = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
             else:
                 loss = F.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1).long())
-        if not return_dict:
-            output = (logits, *outputs[1:])
-            return (loss, *output) if loss is not None else output
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+    def class_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from the logits: sigmoid per label for multi-label, ``[1 − p, p]`` for one logit,
+        softmax otherwise; ``(batch, max(2, num_labels))``."""
+        if self.config.problem_type == "multi_label_classification":
+            return logits.sigmoid()
+        if logits.shape[-1] == 1:
+            positive = logits.sigmoid()
+            return torch.cat([1 - positive, positive], dim=-1)
+        return logits.softmax(dim=-1)
+
+    def property_records(
+        self, outputs: SequenceClassifierOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
+    ) -> list[list[PropertyRecord]]:
+        """Multi-label: one ``probability:<label>`` record per label. Otherwise the most probable ``label`` (its
+        ``config.id2label`` name) with its ``score``."""
+        id2label = self.config.id2label
+        records = []
+        for probabilities in self.class_probabilities(outputs.logits.float()).tolist():
+            if self.config.problem_type == "multi_label_classification":
+                records.append([
+                    {"property": f"probability:{id2label.get(index, index)}", "value": value, "unit": None}
+                    for index, value in enumerate(probabilities)
+                ])
+                continue
+            best = max(range(len(probabilities)), key=probabilities.__getitem__)
+            records.append(
+                [{"property": "label", "value": id2label.get(best, best), "score": probabilities[best], "unit": None}]
+            )
+        return records
 
 
 __all__ = [
@@ -527,5 +663,6 @@ __all__ = [
     "CloudPreTrainedModel",
     "CloudPredictionHead",
     "CloudRegressionOutput",
+    "PropertyRecord",
     "TokenUnpadding",
 ]

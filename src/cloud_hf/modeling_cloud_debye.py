@@ -17,19 +17,31 @@ Set it near the median θ_D of your data.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
-from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
+from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel, PropertyRecord
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
 
 _SOFTPLUS_OF_ZERO_IS_ONE = math.log(math.e - 1.0)  # softplus(y + this) = 1 at y = 0
+
+DEBYE_THERMO_UNITS = {
+    "heat_capacity": "J/(mol·K)",
+    "internal_energy": "J/mol",
+    "free_energy": "J/mol",
+    "entropy": "J/(mol·K)",
+}
+"""Units of the temperature-dependent outputs of [`CloudDebyeModel`], per mole of cells (``n_atoms`` atoms each),
+in the order the pipeline reports them."""
 
 
 @dataclass
@@ -95,6 +107,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
             head_output + _SOFTPLUS_OF_ZERO_IS_ONE
         )
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -106,10 +119,8 @@ class CloudDebyeModel(CloudPreTrainedModel):
         theta_labels: torch.Tensor | None = None,
         heat_capacity_labels: torch.Tensor | None = None,
         internal_energy_labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> CloudDebyeOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CloudDebyeOutput:
         r"""
         temperature (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_temperatures)`, or a number,
             *optional*): temperatures in K (> 0) at which C_v, U, S and F are evaluated: one per crystal, or a grid
@@ -122,18 +133,10 @@ class CloudDebyeModel(CloudPreTrainedModel):
         internal_energy_labels (`torch.FloatTensor` shaped like `temperature`, *optional*): U (zero-point energy
             included) at `temperature`, J/mol of cells.
 
-        NaN labels are left out of the loss.
+        NaN labels are left out of the loss. Further keyword arguments (`output_hidden_states`,
+        `output_attentions`, `return_dict`) act as for any transformers model.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.cloud(
-            input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
+        outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
         head_output = self.head(outputs.last_hidden_state[:, 0]).squeeze(-1)
         # The Debye functions need at least float32 (half precision cannot resolve (T/θ_D)³ at low T).
         head_output = head_output.to(torch.promote_types(head_output.dtype, torch.float32))
@@ -165,7 +168,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
                 internal_energy_labels=internal_energy_labels,
             )
 
-        output = CloudDebyeOutput(
+        return CloudDebyeOutput(
             loss=loss,
             debye_temperature=theta,
             heat_capacity=thermo.heat_capacity if thermo is not None else None,
@@ -175,7 +178,38 @@ class CloudDebyeModel(CloudPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-        return output if return_dict else output.to_tuple()
+
+    def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
+        """``temperature``: the grid ``temperatures`` (K) for every crystal, ``(batch, n_T)``; ``n_atoms``: atoms
+        per cell, so the thermodynamic functions are per mole of the cell as given."""
+        n_atoms = torch.as_tensor(n_atoms).reshape(-1)
+        temperature = torch.tensor(list(temperatures), dtype=torch.float32, device=n_atoms.device)
+        return {"temperature": temperature.expand(n_atoms.shape[0], -1), "n_atoms": n_atoms}
+
+    def property_records(
+        self, outputs: CloudDebyeOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
+    ) -> list[list[PropertyRecord]]:
+        """θ_D (K), then at each temperature C_v, U, F, S per mole of cells and ``heat_capacity_per_atom``
+        (J/(mol·K) per mole of atoms)."""
+        batch_size = len(n_atoms)
+        theta = outputs.debye_temperature.reshape(batch_size).tolist()
+        grids = {name: getattr(outputs, name).reshape(batch_size, -1).tolist() for name in DEBYE_THERMO_UNITS}
+        records = []
+        for row, atoms in enumerate(n_atoms):
+            crystal = [{"property": "debye_temperature", "value": theta[row], "unit": "K"}]
+            for column, temperature in enumerate(temperatures):
+                for name, unit in DEBYE_THERMO_UNITS.items():
+                    value = grids[name][row][column]
+                    crystal.append({"property": name, "temperature": float(temperature), "value": value, "unit": unit})
+                    if name == "heat_capacity":
+                        crystal.append({
+                            "property": "heat_capacity_per_atom",
+                            "temperature": float(temperature),
+                            "value": value / atoms,
+                            "unit": "J/(mol·K)",
+                        })
+            records.append(crystal)
+        return records
 
     def debye_loss(
         self,
@@ -258,4 +292,4 @@ class CloudDebyeModel(CloudPreTrainedModel):
         return labels
 
 
-__all__ = ["CloudDebyeModel", "CloudDebyeOutput"]
+__all__ = ["DEBYE_THERMO_UNITS", "CloudDebyeModel", "CloudDebyeOutput"]

@@ -24,8 +24,6 @@ from tokenizers import AddedToken, Tokenizer, decoders, normalizers, pre_tokeniz
 from tokenizers.models import WordLevel, WordPiece
 from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
-
 CLS_TOKEN = "[CLS]"
 PAD_TOKEN = "[PAD]"
 SEP_TOKEN = "[SEP]"
@@ -70,7 +68,6 @@ class CloudTokenizerFast(TokenizersBackend):
     def __init__(
         self,
         tokenizer_file: str | None = None,
-        tokenizer_object: Tokenizer | None = None,
         scope: dict[str, Any] | None = None,
         cls_token: str = CLS_TOKEN,
         sep_token: str = SEP_TOKEN,
@@ -79,7 +76,9 @@ class CloudTokenizerFast(TokenizersBackend):
         mask_token: str = MASK_TOKEN,
         **kwargs: Any,
     ):
-        if tokenizer_object is None and (tokenizer_file is None or not os.path.isfile(tokenizer_file)):
+        # ``tokenizer_object`` (a backend to wrap) travels in kwargs, as for every TokenizersBackend: it is not a
+        # setting that save_pretrained could store.
+        if kwargs.get("tokenizer_object") is None and (tokenizer_file is None or not os.path.isfile(tokenizer_file)):
             raise ValueError(
                 f"CloudTokenizerFast needs a tokenizer.json (got tokenizer_file={tokenizer_file!r}); build one with "
                 "CloudTokenizerFast.from_scope_vocabulary or CloudTokenizerFast.from_reference_files"
@@ -89,7 +88,6 @@ class CloudTokenizerFast(TokenizersBackend):
         kwargs.pop("vocab", None)  # a tokenizer.json is the single source of truth
         super().__init__(
             tokenizer_file=tokenizer_file,
-            tokenizer_object=tokenizer_object,
             scope=scope,
             cls_token=cls_token,
             sep_token=sep_token,
@@ -239,6 +237,8 @@ class CloudTokenizerFast(TokenizersBackend):
 
 def reference_scope_config() -> dict[str, Any]:
     """``ScopeEncoder(mode="reference").to_dict()``: the SCOPE settings of the released reference checkpoint."""
+    from cloud_hf.scope import ScopeEncoder  # the encoder (pymatgen, moyopy) loads only where it is needed
+
     return ScopeEncoder(mode="reference").to_dict()
 
 
@@ -249,6 +249,8 @@ def build_canonical_tokenizer(model_max_length: int = CANONICAL_MAX_LENGTH) -> C
     canonical encoder can emit, so no valid crystal gives [UNK]); its ``scope`` is the default
     ``ScopeEncoder(mode="canonical").to_dict()``.
     """
+    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+
     return CloudTokenizerFast.from_scope_vocabulary(
         canonical_vocabulary(), ScopeEncoder(mode="canonical").to_dict(), model_max_length=model_max_length
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,25 @@ class ScopeEncoder:
     def __hash__(self) -> int:
         return hash(tuple(self.to_dict().items()))
 
+    def preload(self) -> None:
+        """Load, in this process, everything encoding needs on first use: the symmetry backend and the per-space-group
+        tables (importing pymatgen's prototype tables alone takes seconds).
+
+        ``map_dataset(num_proc=N)`` calls it before forking its workers, so that they share the loaded tables
+        instead of each paying the load (``benchmarks/bench_startup.py`` measures ``num_proc`` 1 against 2).
+        """
+        from cloud_hf.scope.tables import (
+            NUMBER_OF_SPACE_GROUPS,
+            pymatgen_generator_strings,
+            space_group_tables,
+        )
+
+        for number in range(1, NUMBER_OF_SPACE_GROUPS + 1):
+            space_group_tables(number)
+        if self.mode == "reference":
+            pymatgen_generator_strings()
+        importlib.import_module(self.backend)
+
     # --- encoding ---------------------------------------------------------------------------------
 
     def encode(self, obj: Any, name: str | None = None) -> str:
@@ -200,6 +220,8 @@ class ScopeEncoder:
         output features are set so that batches of failed rows never produce a null-typed column.
         """
         function = self.as_map_function(input_column, output_column, error_column, id_column)
+        if (map_kwargs.get("num_proc") or 1) > 1:
+            self.preload()  # forked workers inherit the loaded tables instead of each loading them again
         return dataset.map(function, batched=True, features=function.output_features(dataset.features), **map_kwargs)
 
 

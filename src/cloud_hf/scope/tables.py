@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-import moyopy
-from pymatgen.analysis.prototypes import _data as prototype_data
-
 NUMBER_OF_SPACE_GROUPS = 230
 
 # Pearson notation writes the one-face-centred monoclinic lattice ``mS`` (as ``oS``); moyopy says ``mC``.
@@ -48,6 +45,11 @@ class SpaceGroupTables:
 @cache
 def space_group_tables(number: int) -> SpaceGroupTables:
     """Tables of space-group type ``number`` (1–230)."""
+    # Imported here, not at module level: pymatgen's prototype tables take seconds to import, and only
+    # encoding and vocabulary building need them.
+    import moyopy
+    from pymatgen.analysis.prototypes import _data as prototype_data
+
     if not 1 <= number <= NUMBER_OF_SPACE_GROUPS:
         raise ValueError(f"space group number must be in 1..{NUMBER_OF_SPACE_GROUPS}, got {number}")
     group_type = moyopy.SpaceGroupType(number)
