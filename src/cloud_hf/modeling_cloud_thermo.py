@@ -34,7 +34,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
@@ -239,6 +241,7 @@ class CloudThermoModel(CloudPreTrainedModel):
 
     # --- forward -----------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -250,15 +253,13 @@ class CloudThermoModel(CloudPreTrainedModel):
         dos_labels: torch.Tensor | None = None,
         agl_theta_labels: torch.Tensor | None = None,
         member_weights: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-        **kwargs: Any,
-    ) -> CloudThermoOutput | tuple[torch.Tensor, ...]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CloudThermoOutput:
         r"""
         temperature (`torch.Tensor` of shape `(batch_size, num_temperatures)`, or `(num_temperatures,)` or a number
             for every crystal, *optional*): temperatures in K (> 0). Without it only the spectrum is returned.
         n_atoms (`torch.Tensor` of shape `(batch_size,)`, *optional*): atoms per cell N (> 0); default 1 (per atom).
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         batch_size = input_ids.shape[0]
         raw = torch.stack([member(input_ids, attention_mask) for member in self.members], dim=1)  # (B, members, P)
         atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
@@ -293,8 +294,7 @@ class CloudThermoModel(CloudPreTrainedModel):
             for name in THERMO_UNITS:
                 fields[name], fields[f"{name}_std"] = _mean_std(getattr(thermo, name), scale)
             fields["member_heat_capacity"] = thermo.heat_capacity
-        output = CloudThermoOutput(loss=loss, **fields)
-        return output if return_dict else output.to_tuple()
+        return CloudThermoOutput(loss=loss, **fields)
 
     def member_loss(self, spectra: _MemberSpectra, thermo: PhononThermodynamics | None, n_atoms: torch.Tensor,
                     agl_theta: torch.Tensor, heat_capacity_labels: torch.Tensor | None = None,
