@@ -65,7 +65,7 @@ def normalised(command: str) -> list[str]:
 def ci_commands() -> list[str]:
     return [
         line.strip() for line in CI_SCRIPT.read_text(encoding="utf-8").splitlines()
-        if line.strip().startswith(("python -m pip", "ruff", "python -m pytest"))
+        if line.strip().startswith(("python -m pip", "python tests/conformance/fetch", "ruff", "python -m pytest"))
     ]
 
 

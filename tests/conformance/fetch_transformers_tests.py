@@ -93,5 +93,6 @@ if __name__ == "__main__":
     try:
         print(fetch())
     except (subprocess.CalledProcessError, OSError, ValueError) as error:
-        print(f"could not fetch the transformers {transformers_version()} test suites: {error}", file=sys.stderr)
-        sys.exit(1)
+        # not fatal: without the suites tests/conformance skips, saying why (e.g. on a machine without PyPI access)
+        print(f"could not fetch the transformers {transformers_version()} test suites ({error}); "
+              "tests/conformance will skip", file=sys.stderr)
