@@ -40,20 +40,16 @@ def finish_head(head: str, process: subprocess.Popen, output_dir: Path, started:
 
 
 def plot_comparison(results: dict[str, dict], path: Path) -> None:
-    """Bar chart of test MAE/MAD for both heads (PNG)."""
-    import matplotlib
+    """Bar chart of test MAE/MAD for both heads (PNG), through matplotlib's Figure API (no global backend)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    figure = Figure(figsize=(4.5, 4), layout="constrained")
+    axes = figure.subplots()
     values = [results[head]["metrics"]["mae_over_mad"] for head in HEADS]
     bars = axes.bar(["CloudDebyeModel", "CloudForRegression"], values, color=["tab:red", "tab:grey"])
     axes.bar_label(bars, fmt="%.3f")
     axes.set(ylabel="test MAE / MAD", title="C_v(300 K), same encoder and budget")
-    figure.tight_layout()
     figure.savefig(path, dpi=150)
-    plt.close(figure)
 
 
 def main() -> None:
