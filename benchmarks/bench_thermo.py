@@ -42,6 +42,7 @@ from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.phonons import PhononTable, load_phonon_table, phonon_splits
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR
+from cloud_hf.thermodynamics import equivalent_debye_temperature
 from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
 from cloud_hf.training.thermo import (
     EVAL_TEMPERATURES,
@@ -51,7 +52,6 @@ from cloud_hf.training.thermo import (
     evaluate_on,
     train_thermo,
 )
-from cloud_hf.thermodynamics import equivalent_debye_temperature
 
 METRIC_TEMPERATURES = [*EVAL_TEMPERATURES, 300.0]  # the last column is S(300 K)
 
@@ -127,7 +127,8 @@ def head_row(name: str, head: str, labels: list[str], epochs: int, output: Path,
                 head, members, labels, epochs):
             print(f"{name}: reusing {previous}", flush=True)
             return report["test"]
-    data, model, training = parse_recipe_arguments((ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments), [
+    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
+    data, model, training = parse_recipe_arguments(options, [
         str(config), "--output_dir", str(output / name), "--head", head, "--labels", *labels,
         "--members", str(members), "--num_train_epochs", str(epochs),
     ])

@@ -35,9 +35,9 @@ from cloud_hf.phonons import DEFAULT_PHONON_FILE, load_phonon_table, phonon_spli
 from cloud_hf.training.arguments import CloudTrainingArguments, ModelArguments, option
 from cloud_hf.training.models import recipe_tokenizer
 from cloud_hf.training.reporting import write_json
-from cloud_hf.training.trainer import build_trainer
 from cloud_hf.training.thermo_data import ThermoCollator, agl_examples, phonon_examples
 from cloud_hf.training.thermo_evaluation import EVAL_TEMPERATURES, evaluate_on, fit_std_scale
+from cloud_hf.training.trainer import build_trainer
 
 logger = logging.getLogger("cloud_hf.training.thermo")
 
@@ -88,7 +88,7 @@ class ThermoModelArguments(ModelArguments):
     members: int = option(1, "Deep-ensemble members (thermo heads; each its own encoder copy and head).")
     num_einstein: int = option(4, "Einstein frequencies of the debye-einstein head.")
     bootstrap: bool = option(True, "Poisson(1) bootstrap weights per member and crystal.")
-    calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (±2σ holding 95 %).")
+    calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (95 per cent of truths within ±2σ).")
     head_dropout: float = option(0.1, "Dropout before the heads.")
 
     def __post_init__(self) -> None:
