@@ -148,19 +148,18 @@ def test_wrong_types_and_missing_options_are_config_errors(tmp_path: Path) -> No
         parse_recipe_arguments(FINETUNE, ["--train", "a", "--label_columns", "g", "--problem", "ranking"])
 
 
-def test_main_turns_a_config_error_into_one_line_and_status_2(tmp_path: Path, capsys) -> None:
-    config = write_yaml(tmp_path, "data: {train: a, label_columns: [g]}\nmodell: {}\n")
+@pytest.mark.parametrize(("recipe", "text", "error"), [
+    ("finetune", "data: {train: a, label_columns: [g]}\nmodell: {}\n", "unknown key modell (did you mean 'model'?)"),
+    ("thermo", "head: dos\nmember: 2\n", "unknown key member (did you mean 'members'?)"),
+])
+def test_main_turns_a_config_error_into_one_line_and_status_2(tmp_path: Path, capsys, recipe: str, text: str,
+                                                              error: str) -> None:
+    config = write_yaml(tmp_path, text)
     with pytest.raises(SystemExit) as exit_info:
-        load_recipe("finetune").main([config])
+        load_recipe(recipe).main([config])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip()
-    assert message == f"python recipes/finetune.py: error: {config}: unknown key modell (did you mean 'model'?)"
-    config = write_yaml(tmp_path, "head: dos\nmember: 2\n")
-    with pytest.raises(SystemExit) as exit_info:
-        load_recipe("thermo").main([config])
-    assert exit_info.value.code == 2
-    message = capsys.readouterr().err.strip()
-    assert message == f"python recipes/thermo.py: error: {config}: unknown key member (did you mean 'members'?)"
+    assert message == f"python recipes/{recipe}.py: error: {config}: {error}"
 
 
 # ---------------------------------------------------------------- every option read is declared and listed
