@@ -236,6 +236,31 @@ def test_smoke_recipe_trains_saves_and_reports(tmp_path):
     assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}
 
 
+def test_recipe_script_saves_checkpoints_without_pickles(tmp_path):
+    """recipes/thermo.py runs on the training package's CloudTrainer: checkpoint options as training_args.json."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from cloud_hf.phonons import DEFAULT_PHONON_FILE
+
+    if not DEFAULT_PHONON_FILE.is_file():
+        pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("recipe_thermo", root / "recipes" / "thermo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    recipe.main([str(root / "recipes" / "configs" / "thermo_smoke.yaml"), "--output_dir", str(tmp_path),
+                 "--max_train_rows", "8", "--members", "1", "--max_steps", "1", "--save_strategy", "steps",
+                 "--save_steps", "1", "--seed", "3"])
+    checkpoint = tmp_path / "checkpoint-1"
+    assert not (checkpoint / "training_args.bin").exists()
+    assert json.loads((checkpoint / "training_args.json").read_text())["seed"] == 3
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["train_examples"] == 8 and report["options"]["model"]["members"] == 1
+    assert set(report["test"]) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K"}
+
+
 def test_pipeline_keeps_every_row_and_reports_std(tmp_path):
     """A thermo checkpoint in the crystal-property-prediction pipeline: one result per input, failures named."""
     from pymatgen.core import Lattice, Structure
