@@ -42,15 +42,16 @@ from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.phonons import PhononTable, load_phonon_table, phonon_splits
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR
-from cloud_hf.thermo_training import (
+from cloud_hf.thermodynamics import equivalent_debye_temperature
+from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
+from cloud_hf.training.thermo import (
     EVAL_TEMPERATURES,
     PRETRAINED_ENCODER_DIR,
-    ThermoDataOptions,
+    ThermoDataArguments,
+    ThermoModelArguments,
     evaluate_on,
-    parse_options,
     train_thermo,
 )
-from cloud_hf.thermodynamics import equivalent_debye_temperature
 
 METRIC_TEMPERATURES = [*EVAL_TEMPERATURES, 300.0]  # the last column is S(300 K)
 
@@ -126,7 +127,8 @@ def head_row(name: str, head: str, labels: list[str], epochs: int, output: Path,
                 head, members, labels, epochs):
             print(f"{name}: reusing {previous}", flush=True)
             return report["test"]
-    data, model, training = parse_options([
+    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
+    data, model, training = parse_recipe_arguments(options, [
         str(config), "--output_dir", str(output / name), "--head", head, "--labels", *labels,
         "--members", str(members), "--num_train_epochs", str(epochs),
     ])
@@ -154,7 +156,7 @@ def main() -> None:
     output.mkdir(parents=True, exist_ok=True)
     epochs = 2 if arguments.quick else arguments.epochs
 
-    table = load_phonon_table(ThermoDataOptions().phonon_file)
+    table = load_phonon_table(ThermoDataArguments().phonon_file)
     train, _validation, test = phonon_splits(table)
     results: dict[str, list[float]] = {}
     started = time.perf_counter()
@@ -228,7 +230,7 @@ def cloud_cv_reference_row(output: Path, epochs: int) -> dict:
         metrics = json.loads((folder / "test_metrics.json").read_text())["metrics"]
         return {key: metrics[key] for key in ("mae", "mad", "mae_over_mad") if key in metrics}
     subprocess.run([sys.executable, "recipes/debye_cv.py", "recipes/configs/debye_cv_small.yaml",
-                    "--output_dir", str(folder), "--training.num_train_epochs", str(epochs)],
+                    "--output_dir", str(folder), "--num_train_epochs", str(epochs)],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = json.loads((folder / "test_metrics.json").read_text())["metrics"]
     return {key: metrics[key] for key in ("mae", "mad", "mae_over_mad") if key in metrics}

@@ -1,30 +1,39 @@
 """Train a CLOUD thermodynamics head (dos, debye-einstein or debye) on phonon data, from any mix of labels.
 
-    python recipes/thermo.py recipes/configs/thermo_smoke.yaml [--key value ...]
+    python recipes/thermo.py recipes/configs/thermo_smoke.yaml [--option value ...]
 
-Options are the dataclasses of :mod:`cloud_hf.thermo_training` plus ``transformers.TrainingArguments`` (YAML keys are
-the flags; the command line wins). Outputs under ``output_dir``: ``model/`` (loads with ``from_pretrained``) and
-``metrics.json`` (validation and held-out test: per-atom C_v MAE at 50–800 K, S(300 K) MAE, ±1σ/±2σ coverage).
+Data: the phonon DOS table ``../shared/data/phonons/petretto_phdos_train.csv.gz`` (labels ``dos``, ``cv_curve``,
+``entropy``, ``cv_300`` from cloud_cv) and optionally AFLOW AGL θ_D rows (``agl``); the held-out test split is
+``recipes/splits/phonons_test_ids.txt``. The heads start from the pretrained encoder ``bundled/debye_agl``.
+Outputs under ``output_dir``: ``model/`` (loads with ``from_pretrained``) and ``metrics.json`` (validation and
+test: per-atom C_v MAE at 50–800 K and S(300 K) MAE in J/(mol·K), ±1σ/±2σ coverage of the ensemble std).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from cloud_hf.errors import CloudError
-from cloud_hf.thermo_training import parse_options, train_thermo
+from cloud_hf.training import CloudTrainingArguments, failure_status, parse_recipe_arguments, start_run
+from cloud_hf.training.thermo import ThermoDataArguments, ThermoModelArguments, train_thermo
+
+ARGUMENTS = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
+PROGRAM = "python recipes/thermo.py"
 
 
-def main() -> None:
-    """Run the recipe from the command line (a CloudError becomes a one-line message and exit code 2)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+def run(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
+        training_args: CloudTrainingArguments) -> None:
+    """Train, calibrate and test with these options."""
+    start_run(training_args)
+    train_thermo(data_args, model_args, training_args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
     try:
-        data, model, training = parse_options()
-        train_thermo(data, model, training)
+        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
     except CloudError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        sys.exit(failure_status(error, PROGRAM))
 
 
 if __name__ == "__main__":

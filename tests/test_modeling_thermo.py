@@ -177,9 +177,14 @@ def test_unknown_head_is_a_config_error():
         thermo_config(CloudConfig(**TINY), thermo_head="lorentz")
 
 
-def test_recipe_options_read_yaml_then_the_command_line(tmp_path):
-    from cloud_hf.thermo_training import parse_options
+def parse_options(argv):
+    from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
+    from cloud_hf.training.thermo import ThermoDataArguments, ThermoModelArguments
 
+    return parse_recipe_arguments((ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments), argv)
+
+
+def test_recipe_options_read_yaml_then_the_command_line(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("output_dir: out\nhead: debye-einstein\nlabels: [cv_curve, entropy]\nmembers: 2\n"
                       "num_train_epochs: 3\nmax_train_rows: null\n")
@@ -188,12 +193,18 @@ def test_recipe_options_read_yaml_then_the_command_line(tmp_path):
     assert training.num_train_epochs == 3 and training.output_dir == "out"
     with pytest.raises(CloudConfigError, match="labels must be a non-empty subset"):
         parse_options([str(config), "--labels", "phonons"])
-    with pytest.raises(CloudConfigError, match="head must be one of"):
+    with pytest.raises(CloudConfigError, match=r"invalid choice: 'einstein'"):
         parse_options([str(config), "--head", "einstein"])
+    config.write_text("head: einstein\n")
+    with pytest.raises(CloudConfigError, match="head must be one of"):
+        parse_options([str(config)])
+    config.write_text("members: 2\nhead_dropuot: 0.2\n")
+    with pytest.raises(CloudConfigError, match=r"unknown key head_dropuot \(did you mean 'head_dropout'\?\)"):
+        parse_options([str(config)])
 
 
 def test_collator_pads_stacks_and_passes_only_what_the_model_takes():
-    from cloud_hf.thermo_training import ThermoCollator
+    from cloud_hf.training.thermo_data import ThermoCollator
 
     examples = [{"input_ids": [0, 5, 2], "n_atoms": 2.0, "heat_capacity_labels": np.array([1.0, np.nan], "f4"),
                  "entropy_labels": np.array([np.nan, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
@@ -214,7 +225,7 @@ def test_collator_pads_stacks_and_passes_only_what_the_model_takes():
 @pytest.mark.slow
 def test_smoke_recipe_trains_saves_and_reports(tmp_path):
     from cloud_hf.phonons import DEFAULT_PHONON_FILE
-    from cloud_hf.thermo_training import parse_options, train_thermo
+    from cloud_hf.training.thermo import train_thermo
 
     if not DEFAULT_PHONON_FILE.is_file():
         pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
@@ -223,6 +234,31 @@ def test_smoke_recipe_trains_saves_and_reports(tmp_path):
     loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
     assert loaded.config.thermo_members == 2 and loaded.config.thermo_std_scale > 0
     assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}
+
+
+def test_recipe_script_saves_checkpoints_without_pickles(tmp_path):
+    """recipes/thermo.py runs on the training package's CloudTrainer: checkpoint options as training_args.json."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from cloud_hf.phonons import DEFAULT_PHONON_FILE
+
+    if not DEFAULT_PHONON_FILE.is_file():
+        pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("recipe_thermo", root / "recipes" / "thermo.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    recipe.main([str(root / "recipes" / "configs" / "thermo_smoke.yaml"), "--output_dir", str(tmp_path),
+                 "--max_train_rows", "8", "--members", "1", "--max_steps", "1", "--save_strategy", "steps",
+                 "--save_steps", "1", "--seed", "3"])
+    checkpoint = tmp_path / "checkpoint-1"
+    assert not (checkpoint / "training_args.bin").exists()
+    assert json.loads((checkpoint / "training_args.json").read_text())["seed"] == 3
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["train_examples"] == 8 and report["options"]["model"]["members"] == 1
+    assert set(report["test"]) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K"}
 
 
 def test_pipeline_keeps_every_row_and_reports_std(tmp_path):

@@ -32,7 +32,9 @@ from cloud_hf.training.arguments import FinetuneDataArguments
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "recipes" / "configs"
 PACKAGE = REPO_ROOT / "src" / "cloud_hf" / "training"
-RECIPES = ("pretrain_mlm", "finetune", "matbench", "debye_cv", "debye_theta")
+RECIPES = ("pretrain_mlm", "finetune", "matbench", "debye_cv", "debye_theta", "thermo")
+#: package modules that read a thin recipe's options for it (its run() only passes them on)
+RECIPE_MODULES = {"thermo": ("thermo.py",)}
 FINETUNE = (FinetuneDataArguments, ModelArguments, SupervisedTrainingArguments)
 #: variable name → position of its dataclass in a recipe's ARGUMENTS (the naming every recipe and module follows)
 OPTION_VARIABLES = {"data_args": 0, "model_args": 1, "training_args": 2}
@@ -83,15 +85,23 @@ def test_null_on_the_command_line_clears_an_optional_option(tmp_path: Path) -> N
     assert training.report_to == []
 
 
-def test_help_of_the_script_lists_the_options_and_exits_0() -> None:
-    completed = subprocess.run([sys.executable, str(REPO_ROOT / "recipes" / "matbench.py"), "--help"],
+HELP_FLAGS = {
+    "matbench": ("--max_folds", "--data_file", "--task", "--checkpoint", "--config_overrides", "--optim",
+                 "--layer_lr_decay", "--early_stopping_patience", "--learning_rate"),
+    "thermo": ("--labels", "--label_temperatures", "--phonon_file", "--max_train_rows", "--head", "--members",
+               "--bootstrap", "--calibrate_std", "--checkpoint", "--optim", "--layer_lr_decay", "--learning_rate"),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(HELP_FLAGS))
+def test_help_of_the_script_lists_the_options_and_exits_0(recipe: str) -> None:
+    completed = subprocess.run([sys.executable, str(REPO_ROOT / "recipes" / f"{recipe}.py"), "--help"],
                                capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert completed.returncode == 0, completed.stderr[-2000:]
-    for flag in ("--max_folds", "--data_file", "--task", "--checkpoint", "--config_overrides", "--optim",
-                 "--layer_lr_decay", "--early_stopping_patience", "--learning_rate"):
+    for flag in HELP_FLAGS[recipe]:
         assert f"{flag} " in completed.stdout
-    assert completed.stdout.startswith("usage: python recipes/matbench.py [CONFIG.yaml] [--option value ...]")
+    assert completed.stdout.startswith(f"usage: python recipes/{recipe}.py [CONFIG.yaml] [--option value ...]")
 
 
 def test_every_shipped_config_parses(tmp_path: Path) -> None:
@@ -138,13 +148,18 @@ def test_wrong_types_and_missing_options_are_config_errors(tmp_path: Path) -> No
         parse_recipe_arguments(FINETUNE, ["--train", "a", "--label_columns", "g", "--problem", "ranking"])
 
 
-def test_main_turns_a_config_error_into_one_line_and_status_2(tmp_path: Path, capsys) -> None:
-    config = write_yaml(tmp_path, "data: {train: a, label_columns: [g]}\nmodell: {}\n")
+@pytest.mark.parametrize(("recipe", "text", "error"), [
+    ("finetune", "data: {train: a, label_columns: [g]}\nmodell: {}\n", "unknown key modell (did you mean 'model'?)"),
+    ("thermo", "head: dos\nmember: 2\n", "unknown key member (did you mean 'members'?)"),
+])
+def test_main_turns_a_config_error_into_one_line_and_status_2(tmp_path: Path, capsys, recipe: str, text: str,
+                                                              error: str) -> None:
+    config = write_yaml(tmp_path, text)
     with pytest.raises(SystemExit) as exit_info:
-        load_recipe("finetune").main([config])
+        load_recipe(recipe).main([config])
     assert exit_info.value.code == 2
     message = capsys.readouterr().err.strip()
-    assert message == f"python recipes/finetune.py: error: {config}: unknown key modell (did you mean 'model'?)"
+    assert message == f"python recipes/{recipe}.py: error: {config}: {error}"
 
 
 # ---------------------------------------------------------------- every option read is declared and listed
@@ -183,24 +198,28 @@ def test_every_option_a_recipe_reads_is_declared_and_in_its_help(recipe: str) ->
     module = load_recipe(recipe)
     parser = RecipeArgumentParser(module.ARGUMENTS, prog=module.PROGRAM)
     help_text = parser.format_help()
-    reads = option_reads(REPO_ROOT / "recipes" / f"{recipe}.py")
+    sources = [REPO_ROOT / "recipes" / f"{recipe}.py", *(PACKAGE / name for name in RECIPE_MODULES.get(recipe, ()))]
+    reads = [(variable, attribute, f"{path.name}:{line}") for path in sources
+             for variable, attribute, line in option_reads(path)]
     assert reads, "the recipe reads its options as data_args / model_args / training_args attributes"
     for variable, attribute, line in reads:
         option_class = module.ARGUMENTS[OPTION_VARIABLES[variable]]
         assert hasattr(option_class, attribute) or attribute in {f.name for f in dataclasses.fields(option_class)}, \
-            f"recipes/{recipe}.py:{line} reads {variable}.{attribute}, not an option of {option_class.__name__}"
+            f"{line} reads {variable}.{attribute}, not an option of {option_class.__name__}"
         if attribute in {f.name for f in dataclasses.fields(option_class)}:
             assert f"--{attribute} " in help_text, f"--help of {recipe} does not list --{attribute}"
     for field in (f for cls in module.ARGUMENTS for f in dataclasses.fields(cls) if f.init):
         assert f"--{field.name}" in help_text
-    assert not string_key_lookups(REPO_ROOT / "recipes" / f"{recipe}.py")
+    assert not any(string_key_lookups(path) for path in sources)
 
 
 def test_the_package_reads_only_declared_options() -> None:
     base_classes = (FinetuneDataArguments.__mro__[-2], ModelArguments, CloudTrainingArguments)  # DataArguments first
+    recipe_of = {name: recipe for recipe, names in RECIPE_MODULES.items() for name in names}
     for path in sorted(PACKAGE.glob("*.py")):
+        classes = load_recipe(recipe_of[path.name]).ARGUMENTS if path.name in recipe_of else base_classes
         for variable, attribute, line in option_reads(path):
-            option_class = base_classes[OPTION_VARIABLES[variable]]
+            option_class = classes[OPTION_VARIABLES[variable]]
             if path.name == "data.py" and variable == "data_args" and attribute in ("train", "validation", "test"):
                 option_class = FinetuneDataArguments.__mro__[1]  # recipe_splits takes SplitDataArguments
             assert hasattr(option_class, attribute) or attribute in {f.name for f in dataclasses.fields(option_class)}, \

@@ -1,0 +1,128 @@
+"""Training examples and batches of the thermodynamics recipe: phonon crystals and AGL θ_D rows, padded and stacked.
+
+Each example carries every label of the multi-fidelity set, NaN where its source gives none (the heads' losses skip
+NaN): ``heat_capacity_labels`` and ``entropy_labels`` at the label temperatures, ``dos_labels`` on the DOS head's
+grid, ``agl_theta_labels``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import PreTrainedModel
+
+from cloud_hf.errors import CloudConfigError
+from cloud_hf.phonons import PhononTable
+from cloud_hf.structures import load_cell
+from cloud_hf.training.data import scope_encoder_for
+
+logger = logging.getLogger("cloud_hf.training.thermo")
+
+
+def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str]) -> list[list[int]]:
+    """Token ids of each crystal's SCOPE string (the tokenizer's recorded encoder; canonical by default)."""
+    encoder = scope_encoder_for(tokenizer)
+    return [tokenizer(encoder.encode(cif, name=name))["input_ids"] for cif, name in zip(cifs, names)]
+
+
+def pad_token_ids(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` of ``sequences`` right-padded to the longest, ``(batch, length)`` long."""
+    length = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(list(ids))
+        attention_mask[row, : len(ids)] = 1
+    return input_ids, attention_mask
+
+
+def _nan(*shape: int) -> np.ndarray:
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
+                    temperatures: Sequence[float]) -> list[dict[str, Any]]:
+    """Training examples of phonon crystals with the chosen label sources (others NaN); temperatures in K."""
+    heat, entropy = table.thermo_labels(temperatures)
+    per_atom_dos = table.per_atom_dos()[:, 1:]  # the DOS head's grid starts at the first bin (20 cm⁻¹)
+    ids = encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    column_300 = list(temperatures).index(300.0) if 300.0 in temperatures else None
+    if "cv_300" in labels and column_300 is None:
+        raise CloudConfigError("label source cv_300 needs 300 K among label_temperatures")
+    examples = []
+    for row in range(len(table)):
+        heat_labels = heat[row].astype(np.float32) if "cv_curve" in labels else _nan(len(temperatures))
+        if "cv_300" in labels and "cv_curve" not in labels:
+            heat_labels[column_300] = table.cv_label_300[row]
+        examples.append({
+            "input_ids": ids[row], "n_atoms": float(table.n_atoms[row]),
+            "heat_capacity_labels": heat_labels,
+            "entropy_labels": entropy[row].astype(np.float32) if "entropy" in labels else _nan(len(temperatures)),
+            "dos_labels": per_atom_dos[row].astype(np.float32) if "dos" in labels else _nan(per_atom_dos.shape[1]),
+            "agl_theta_labels": np.float32(np.nan),
+        })
+    return examples
+
+
+def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_frequencies: int,
+                 max_rows: int | None = None) -> list[dict[str, Any]]:
+    """AFLOW AGL θ_D rows (structures that encode; the others are skipped with a count in the log)."""
+    frame = pd.read_csv(path)
+    if max_rows is not None:
+        frame = frame.iloc[:max_rows]
+    encoder = scope_encoder_for(tokenizer)
+    examples, skipped = [], 0
+    for index, (cif, theta) in enumerate(zip(frame["cif"], frame["debye_temperature"])):
+        try:
+            cell = load_cell(cif, name=f"{path}:{index}")
+            input_ids = tokenizer(encoder.encode(cell))["input_ids"]
+        except Exception:  # a row that cannot be encoded is left out of this auxiliary source
+            skipped += 1
+            continue
+        examples.append({
+            "input_ids": input_ids, "n_atoms": float(len(cell)),
+            "heat_capacity_labels": _nan(n_temperatures), "entropy_labels": _nan(n_temperatures),
+            "dos_labels": _nan(n_frequencies), "agl_theta_labels": np.float32(theta),
+        })
+    logger.info("AGL θ_D rows: %d used, %d not encodable", len(examples), skipped)
+    return examples
+
+
+class ThermoCollator:
+    """Pads token ids and stacks labels; adds the label temperatures and each member's bootstrap weights.
+
+    Only the keyword arguments the model's ``forward`` accepts are passed (CloudDebyeModel takes no S or DOS).
+    """
+
+    def __init__(self, pad_token_id: int, temperatures: Sequence[float], model: PreTrainedModel,
+                 members: int = 1, bootstrap: bool = False, seed: int = 0):
+        self.pad_token_id = pad_token_id
+        self.temperatures = torch.tensor(list(temperatures), dtype=torch.float32)
+        self.accepted = set(inspect.signature(model.forward).parameters)
+        self.members = members
+        self.bootstrap = bootstrap
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        input_ids, attention_mask = pad_token_ids([example["input_ids"] for example in examples], self.pad_token_id)
+        batch: dict[str, torch.Tensor] = {
+            "input_ids": input_ids, "attention_mask": attention_mask,
+            "n_atoms": torch.tensor([example["n_atoms"] for example in examples]),
+            "temperature": self.temperatures.expand(len(examples), -1),
+        }
+        for name in ("heat_capacity_labels", "entropy_labels", "dos_labels", "agl_theta_labels"):
+            batch[name] = torch.as_tensor(np.stack([example[name] for example in examples]))
+        if self.bootstrap and self.members > 1:
+            rates = torch.ones(len(examples), self.members)
+            batch["member_weights"] = torch.poisson(rates, generator=self.generator)
+        return {name: value for name, value in batch.items() if name in self.accepted}
+
+
+__all__ = ["ThermoCollator", "agl_examples", "encode_crystals", "pad_token_ids", "phonon_examples"]

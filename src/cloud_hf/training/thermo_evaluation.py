@@ -1,0 +1,82 @@
+"""Scores of the thermodynamics heads: per-atom C_v and S errors, ±1σ/±2σ coverage, ensemble std calibration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel
+
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel
+from cloud_hf.phonons import PhononTable
+from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids
+
+EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
+"""Temperatures (K) of the per-atom C_v metrics (and S at 300 K)."""
+
+
+@torch.no_grad()
+def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_atoms: Sequence[float],
+                   temperatures: Sequence[float], pad_token_id: int, batch_size: int = 128) -> dict[str, np.ndarray]:
+    """C_v and S per mole of cells (and their std where the model has one), ``(n, n_T)``, in evaluation mode."""
+    model.eval()
+    collected: dict[str, list[np.ndarray]] = {}
+    temperature = torch.tensor(list(temperatures), dtype=torch.float32)
+    for start in range(0, len(input_ids), batch_size):
+        chunk = input_ids[start: start + batch_size]
+        ids, mask = pad_token_ids(chunk, pad_token_id)
+        atoms = torch.tensor(list(n_atoms[start: start + batch_size]), dtype=torch.float32)
+        output = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                       temperature=temperature.expand(len(chunk), -1).to(model.device), n_atoms=atoms.to(model.device))
+        for name in ("heat_capacity", "heat_capacity_std", "entropy", "entropy_std", "dos"):
+            value = getattr(output, name, None)
+            if value is not None:
+                collected.setdefault(name, []).append(value.float().cpu().numpy())
+    return {name: np.concatenate(values) for name, values in collected.items()}
+
+
+def thermo_metrics(prediction: dict[str, np.ndarray], table: PhononTable,
+                   temperatures: Sequence[float] = EVAL_TEMPERATURES) -> dict[str, float]:
+    """Per-atom MAE of C_v at each temperature and of S(300 K), J/(mol·K); calibration where std is given.
+
+    ``prediction`` holds C_v/S at ``temperatures`` then 300 K last (as :func:`evaluate_on` asks for them).
+    """
+    heat, entropy = table.thermo_labels([*list(temperatures), 300.0])
+    atoms = table.n_atoms[:, None]
+    error = np.abs(prediction["heat_capacity"] - heat) / atoms
+    metrics = {f"cv_mae_{int(t)}K": float(error[:, i].mean()) for i, t in enumerate(temperatures)}
+    metrics["s_mae_300K"] = float((np.abs(prediction["entropy"][:, -1] - entropy[:, -1]) / table.n_atoms).mean())
+    if "heat_capacity_std" in prediction and float(prediction["heat_capacity_std"].max()) > 0:
+        ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
+        for i, t in enumerate(temperatures):
+            metrics[f"cv_within_1sigma_{int(t)}K"] = float((ratio[:, i] <= 1).mean())
+            metrics[f"cv_within_2sigma_{int(t)}K"] = float((ratio[:, i] <= 2).mean())
+        s_ratio = np.abs(prediction["entropy"][:, -1] - entropy[:, -1]) / np.maximum(prediction["entropy_std"][:, -1],
+                                                                                     1e-12)
+        metrics["s_within_1sigma_300K"] = float((s_ratio <= 1).mean())
+        metrics["s_within_2sigma_300K"] = float((s_ratio <= 2).mean())
+    return metrics
+
+
+def evaluate_on(model: PreTrainedModel, tokenizer: Any, table: PhononTable,
+                input_ids: Sequence[list[int]] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`thermo_metrics` of ``model`` on ``table`` (crystals encoded unless ``input_ids`` are given)."""
+    ids = input_ids if input_ids is not None else encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    prediction = predict_thermo(model, ids, table.n_atoms, [*list(EVAL_TEMPERATURES), 300.0], tokenizer.pad_token_id)
+    return thermo_metrics(prediction, table), prediction
+
+
+def fit_std_scale(model: CloudThermoModel, tokenizer: Any, validation: PhononTable,
+                  target_coverage: float = 0.95) -> float:
+    """The factor on the ensemble std that puts ``target_coverage`` of validation C_v truths within ±2σ
+    (pooled over the metric temperatures); the members' raw spread is usually too narrow."""
+    model.config.thermo_std_scale = 1.0
+    _, prediction = evaluate_on(model, tokenizer, validation)
+    heat, _ = validation.thermo_labels([*list(EVAL_TEMPERATURES), 300.0])
+    ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
+    return float(np.quantile(ratio[:, :-1], target_coverage) / 2.0)
+
+
+__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "fit_std_scale", "predict_thermo", "thermo_metrics"]
