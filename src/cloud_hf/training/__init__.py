@@ -9,6 +9,9 @@
 * :mod:`~cloud_hf.training.metrics`: scikit-learn scores;
 * :mod:`~cloud_hf.training.reporting`: result files and parity plots;
 * :mod:`~cloud_hf.training.supervised`: the fine-tune / keep-best / test loop.
+* :mod:`~cloud_hf.training.thermo`, :mod:`~cloud_hf.training.thermo_data`,
+  :mod:`~cloud_hf.training.thermo_evaluation`: the multi-fidelity thermodynamics recipe (options and run; phonon
+  examples and collator; predictions, metrics and ensemble-std calibration).
 """
 
 from cloud_hf.training.arguments import (
