@@ -16,21 +16,18 @@ few test crystals (``thermo_curves_test.png``).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from cloud_hf.debye import median_debye_temperature
-from cloud_hf.errors import CloudError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.training import (
     SupervisedTrainingArguments,
     TaskSpec,
-    failure_status,
     init_supervised_model,
     load_or_init_model,
     max_positions,
-    parse_recipe_arguments,
     plot_debye_curves,
+    recipe_main,
     recipe_splits,
     recipe_tokenizer,
     start_run,
@@ -81,10 +78,7 @@ def run(data_args: DebyeCvDataArguments, model_args: DebyeCvModelArguments,
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

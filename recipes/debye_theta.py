@@ -12,19 +12,16 @@ parity plot, and C_v(T), U(T) curves (per mole of atoms) of a few test crystals.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-from cloud_hf.errors import CloudError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.training import (
     SupervisedTrainingArguments,
     TaskSpec,
-    failure_status,
     load_or_init_model,
     max_positions,
-    parse_recipe_arguments,
     plot_debye_curves,
+    recipe_main,
     recipe_splits,
     recipe_tokenizer,
     start_run,
@@ -62,10 +59,7 @@ def run(data_args: DebyeThetaDataArguments, model_args: DebyeThetaModelArguments
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

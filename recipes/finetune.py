@@ -13,17 +13,13 @@ the bad rows of each split.
 
 from __future__ import annotations
 
-import sys
-
-from cloud_hf.errors import CloudError
 from cloud_hf.training import (
     ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
-    failure_status,
     init_supervised_model,
     max_positions,
-    parse_recipe_arguments,
+    recipe_main,
     recipe_splits,
     recipe_tokenizer,
     start_run,
@@ -51,10 +47,7 @@ def run(data_args: FinetuneDataArguments, model_args: ModelArguments,
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,18 +26,17 @@ import datasets
 import numpy as np
 from sklearn.metrics import max_error, mean_absolute_percentage_error
 
-from cloud_hf.errors import CloudConfigError, CloudDataError, CloudError
+from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.training import (
     ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
     carve_validation,
-    failure_status,
     init_supervised_model,
     max_positions,
-    parse_recipe_arguments,
     prepare_table,
     read_split,
+    recipe_main,
     recipe_tokenizer,
     regression_metrics,
     start_run,
@@ -162,10 +160,7 @@ def run(data_args: MatbenchDataArguments, model_args: ModelArguments,
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

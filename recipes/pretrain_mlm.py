@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -29,19 +28,18 @@ from cloud_hf.data import (
     read_table,
     split_bad_rows,
 )
-from cloud_hf.errors import CloudDataError, CloudError
+from cloud_hf.errors import CloudDataError
 from cloud_hf.modeling_cloud import CloudForMaskedLM
 from cloud_hf.training import (
     CloudTrainingArguments,
     ReproducibleMLMCollator,
     build_trainer,
     carve_validation,
-    failure_status,
     limit_rows,
     load_or_init_model,
     max_positions,
-    parse_recipe_arguments,
     prepare_table,
+    recipe_main,
     recipe_tokenizer,
     resume_checkpoint,
     scope_encoder_for,
@@ -123,10 +121,7 @@ def run(data_args: CorpusDataArguments, model_args: PretrainModelArguments,
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,7 @@ test: per-atom C_v MAE at 50–800 K and S(300 K) MAE in J/(mol·K), ±1σ/±2σ
 
 from __future__ import annotations
 
-import sys
-
-from cloud_hf.errors import CloudError
-from cloud_hf.training import CloudTrainingArguments, failure_status, parse_recipe_arguments, start_run
+from cloud_hf.training import CloudTrainingArguments, recipe_main, start_run
 from cloud_hf.training.thermo import ThermoDataArguments, ThermoModelArguments, train_thermo
 
 ARGUMENTS = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
@@ -30,10 +27,7 @@ def run(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
 
 def main(argv: list[str] | None = None) -> None:
     """Run the recipe from the command line; a configuration or data error exits with status 2 and one line."""
-    try:
-        run(*parse_recipe_arguments(ARGUMENTS, argv, program=PROGRAM, description=__doc__))
-    except CloudError as error:
-        sys.exit(failure_status(error, PROGRAM))
+    recipe_main(ARGUMENTS, run, PROGRAM, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,17 @@ def _grid_temperatures(temperature: torch.Tensor, batch_shape: torch.Size) -> to
     return temperature
 
 
+def _as_float_tensors(grid: torch.Tensor | Sequence[float],
+                      values: torch.Tensor | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid`` and ``values`` as tensors on ``grid``'s device, in their common floating dtype (the default
+    floating dtype when both are integers)."""
+    grid = torch.as_tensor(grid)
+    values = torch.as_tensor(values, device=grid.device)
+    dtype = torch.promote_types(grid.dtype, values.dtype)
+    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
+    return grid.to(dtype), values.to(dtype)
+
+
 def einstein_thermodynamics(
     frequencies: TensorLike, modes: TensorLike, temperature: TensorLike, unit: str = "cm-1"
 ) -> PhononThermodynamics:
@@ -191,11 +202,7 @@ def einstein_thermodynamics(
     Returns:
         :class:`PhononThermodynamics` shaped ``(..., n_T)``.
     """
-    frequencies = torch.as_tensor(frequencies)
-    modes = torch.as_tensor(modes, device=frequencies.device)
-    dtype = torch.promote_types(frequencies.dtype, modes.dtype)
-    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
-    frequencies, modes = frequencies.to(dtype), modes.to(dtype)
+    frequencies, modes = _as_float_tensors(frequencies, modes)
     temperature = check_temperatures(temperature, frequencies)
     theta = KELVIN_PER_WAVENUMBER * to_wavenumber(frequencies, unit)
     batch_shape = torch.broadcast_shapes(theta.shape[:-1], modes.shape[:-1])
@@ -258,12 +265,8 @@ def dos_thermodynamics(
     Returns:
         :class:`PhononThermodynamics` shaped ``(..., n_T)``.
     """
-    frequencies = torch.as_tensor(frequencies)
-    dos = torch.as_tensor(dos, device=frequencies.device)
-    dtype = torch.promote_types(frequencies.dtype, dos.dtype)
-    dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
-    omega = to_wavenumber(frequencies.to(dtype), unit)
-    dos = dos.to(dtype)
+    frequencies, dos = _as_float_tensors(frequencies, dos)
+    omega = to_wavenumber(frequencies, unit)
     if validate:
         check_dos(omega, dos)
     temperature = check_temperatures(temperature, dos)
@@ -276,7 +279,7 @@ def dos_thermodynamics(
         omega, dos = omega[onset_end:], dos[..., onset_end:]
     elif onset_end == 1:
         omega, dos = _refine_first_segment(omega, dos)
-    nodes, weights = _gauss_legendre(num_nodes, dtype, omega.device)
+    nodes, weights = _gauss_legendre(num_nodes, omega.dtype, omega.device)
     start, width = omega[:-1], omega.diff()
     node_frequencies = (start.unsqueeze(-1) + width.unsqueeze(-1) * nodes).reshape(-1)  # (segments·nodes,)
     lower, upper = dos[..., :-1].unsqueeze(-1), dos[..., 1:].unsqueeze(-1)

@@ -44,6 +44,7 @@ from cloud_hf.training.parser import (
     RecipeArgumentParser,
     failure_status,
     parse_recipe_arguments,
+    recipe_main,
     resume_checkpoint,
 )
 from cloud_hf.training.reporting import write_json, write_test_results
@@ -86,6 +87,7 @@ __all__ = [
     "plot_debye_curves",
     "prepare_table",
     "read_split",
+    "recipe_main",
     "recipe_splits",
     "recipe_tokenizer",
     "regression_metrics",

@@ -21,7 +21,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 from transformers import HfArgumentParser
 
-from cloud_hf.errors import CloudConfigError
+from cloud_hf.errors import CloudConfigError, CloudError
 
 SECTIONS = ("data", "model", "training")
 """YAML section of each of a recipe's three dataclasses, in the order they are given."""
@@ -191,5 +191,15 @@ def resume_checkpoint(value: str | None) -> str | bool | None:
     return str(value)
 
 
+def recipe_main(dataclass_types: Sequence[type], run: Any, program: str, description: str | None,
+                argv: Sequence[str] | None = None) -> None:
+    """The command-line entry of a recipe: parse the options, ``run(*options)``; a :class:`CloudError` exits with
+    status 2 and one line naming the program (the only place a recipe turns an error into an exit)."""
+    try:
+        run(*parse_recipe_arguments(dataclass_types, argv, program=program, description=description))
+    except CloudError as error:
+        sys.exit(failure_status(error, program))
+
+
 __all__ = ["SECTIONS", "RecipeArgumentParser", "closest", "failure_status", "parse_recipe_arguments",
-           "resume_checkpoint"]
+           "recipe_main", "resume_checkpoint"]
