@@ -41,6 +41,7 @@ import pyarrow as pa
 from pymatgen.core import Structure
 
 from cloud_hf.errors import CloudDataError, CrystalInputError
+from cloud_hf.structures import CIF_SUFFIXES, POSCAR_FILE_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ SCOPE_COLUMN_CANDIDATES = ("scope", "cloud")
 #: Column names tried, in order, for row identifiers.
 ID_COLUMN_CANDIDATES = ("id", "material_id", "mp_id", "jid", "mbid")
 
-CIF_SUFFIXES = (".cif", ".mcif")
-POSCAR_PATTERN = re.compile(r"^(POSCAR|CONTCAR).*|.*\.(vasp|poscar)$", re.IGNORECASE)
 
 
 DataError = CloudDataError
@@ -134,7 +133,7 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
 def _read_folder(path: Path) -> pd.DataFrame:
     """One row per CIF or POSCAR file in ``path`` (sorted by name); the file name is the row id."""
     files = sorted(p for p in path.iterdir() if p.is_file() and
-                   (p.suffix.lower() in CIF_SUFFIXES or POSCAR_PATTERN.match(p.name)))
+                   (p.suffix.lower() in CIF_SUFFIXES or POSCAR_FILE_NAME.search(p.name)))
     if not files:
         raise DataError(f"{path}: no CIF (*.cif) or POSCAR (POSCAR*, CONTCAR*, *.vasp) files in the folder")
     return pd.DataFrame({ID_COLUMN: [p.name for p in files],

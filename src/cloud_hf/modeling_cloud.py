@@ -42,7 +42,7 @@ from transformers.utils.import_utils import is_torchdynamo_compiling
 from transformers.utils.output_capturing import capture_outputs
 
 from cloud_hf.configuration_cloud import CloudConfig
-from cloud_hf.errors import CloudConfigError
+from cloud_hf.errors import CloudConfigError, CloudDataError
 
 PropertyRecord = dict[str, object]
 """One predicted property: ``{"property": str, "value": float | str, "unit": str | None}``, plus ``"temperature"``
@@ -373,11 +373,11 @@ class CloudModel(CloudPreTrainedModel):
             kwargs: `output_hidden_states`, `output_attentions` (and `return_dict`), as for any transformers model.
         """
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+            raise CloudConfigError("pass exactly one of input_ids and inputs_embeds")
         hidden_states = self.embeddings(input_ids=input_ids, position_ids=position_ids, inputs_embeds=inputs_embeds)
         padding_mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
         if padding_mask is not None and not is_torchdynamo_compiling() and not bool(padding_mask[:, 0].all()):
-            raise ValueError(
+            raise CloudDataError(
                 "attention_mask is 0 at position 0 of some rows: CLOUD reads the crystal from [CLS] at position 0, "
                 "so pad on the right (tokenizer.padding_side = 'right')"
             )

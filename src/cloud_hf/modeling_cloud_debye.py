@@ -44,6 +44,15 @@ DEBYE_THERMO_UNITS = {
 in the order the pipeline reports them."""
 
 
+def temperature_grid_inputs(n_atoms: torch.Tensor | Sequence[int],
+                            temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
+    """The ``forward()`` inputs of a temperature-dependent head: ``temperature``, the grid ``temperatures`` (K) for
+    every crystal, ``(batch, n_T)`` float32 on ``n_atoms``' device, and ``n_atoms`` (atoms per cell), ``(batch,)``."""
+    n_atoms = torch.as_tensor(n_atoms).reshape(-1)
+    temperature = torch.tensor(list(temperatures), dtype=torch.float32, device=n_atoms.device)
+    return {"temperature": temperature.expand(n_atoms.shape[0], -1), "n_atoms": n_atoms}
+
+
 @dataclass
 class CloudDebyeOutput(ModelOutput):
     """
@@ -182,9 +191,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
     def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
         """``temperature``: the grid ``temperatures`` (K) for every crystal, ``(batch, n_T)``; ``n_atoms``: atoms
         per cell, so the thermodynamic functions are per mole of the cell as given."""
-        n_atoms = torch.as_tensor(n_atoms).reshape(-1)
-        temperature = torch.tensor(list(temperatures), dtype=torch.float32, device=n_atoms.device)
-        return {"temperature": temperature.expand(n_atoms.shape[0], -1), "n_atoms": n_atoms}
+        return temperature_grid_inputs(n_atoms, temperatures)
 
     def property_records(
         self, outputs: CloudDebyeOutput, n_atoms: Sequence[int], temperatures: Sequence[float]

@@ -42,6 +42,7 @@ from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
+from cloud_hf.modeling_cloud_debye import temperature_grid_inputs
 from cloud_hf.thermodynamics import (
     KELVIN_PER_WAVENUMBER,
     PhononThermodynamics,
@@ -341,10 +342,8 @@ class CloudThermoModel(CloudPreTrainedModel):
     # --- pipeline contract ---------------------------------------------------------------------------------------
 
     def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
-        """``temperature`` `(batch, n_T)` (K) and ``n_atoms`` for forward()."""
-        n_atoms = torch.as_tensor(n_atoms).reshape(-1)
-        temperature = torch.as_tensor(list(temperatures), dtype=torch.float32).expand(n_atoms.shape[0], -1)
-        return {"temperature": temperature, "n_atoms": n_atoms}
+        """``temperature`` `(batch, n_T)` (K) and ``n_atoms`` for forward(), as for [`CloudDebyeModel`]."""
+        return temperature_grid_inputs(n_atoms, temperatures)
 
     def property_records(self, outputs: CloudThermoOutput, n_atoms: Sequence[int],
                          temperatures: Sequence[float]) -> list[list[dict[str, Any]]]:

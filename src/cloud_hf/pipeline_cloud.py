@@ -26,6 +26,7 @@ from transformers import AutoConfig, Pipeline, PreTrainedModel
 from transformers.pipelines import PIPELINE_REGISTRY
 
 import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads checkpoints through)
+from cloud_hf.errors import CloudConfigError
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
 
 TASK_NAME = "crystal-property-prediction"
@@ -73,7 +74,7 @@ class AutoModelForCrystalPropertyPrediction:
                 return property_model_class(name).from_pretrained(
                     pretrained_model_name_or_path, *model_args, config=config, **kwargs
                 )
-        raise ValueError(
+        raise CloudConfigError(
             f"{pretrained_model_name_or_path} records architectures {architectures}; the {TASK_NAME} pipeline "
             f"needs one of {sorted(PROPERTY_MODEL_CLASSES)}"
         )
@@ -111,7 +112,7 @@ class CrystalPropertyPredictionPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if type(self.model).__name__ not in PROPERTY_MODEL_CLASSES:
-            raise ValueError(
+            raise CloudConfigError(
                 f"the {TASK_NAME} pipeline needs one of {sorted(PROPERTY_MODEL_CLASSES)}, "
                 f"got {type(self.model).__name__}"
             )
@@ -200,14 +201,14 @@ class CrystalPropertyPredictionPipeline(Pipeline):
 
 
 def validate_temperatures(temperatures: Sequence[float] | float) -> tuple[float, ...]:
-    """Temperatures (K) as a tuple of finite positive floats; ``ValueError`` otherwise."""
+    """Temperatures (K) as a tuple of finite positive floats; :class:`CloudConfigError` otherwise."""
     values = (temperatures,) if isinstance(temperatures, (int, float)) else tuple(temperatures)
     if not values:
-        raise ValueError("temperatures must hold at least one temperature (K)")
+        raise CloudConfigError("temperatures must hold at least one temperature (K)")
     converted = tuple(float(value) for value in values)
     bad = [value for value in converted if not (math.isfinite(value) and value > 0)]
     if bad:
-        raise ValueError(f"temperatures must be finite and > 0 K, got {bad}")
+        raise CloudConfigError(f"temperatures must be finite and > 0 K, got {bad}")
     return converted
 
 

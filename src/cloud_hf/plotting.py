@@ -17,6 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from cloud_hf.debye import GAS_CONSTANT, thermodynamics
+from cloud_hf.errors import CloudConfigError, CloudDataError
 
 DEFAULT_PLOT_TEMPERATURES = torch.linspace(1.0, 1000.0, 400, dtype=torch.float64)
 """Temperatures (K) of :func:`plot_thermo_curves` when none are given: 1 K to 1000 K."""
@@ -51,7 +52,7 @@ def plot_thermo_curves(
         else torch.as_tensor(temperatures, dtype=torch.float64).reshape(-1)
     )
     if temperature.numel() == 0 or not bool((temperature > 0).all()):
-        raise ValueError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
+        raise CloudConfigError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
 
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     heat_axes, energy_axes = figure.subplots(1, 2)
@@ -155,11 +156,11 @@ def plot_model_thermo(
         The path of the written PNG. The legends sit outside the axes, so they never cover the curves.
     """
     if not crystals:
-        raise ValueError("plot_model_thermo needs at least one crystal")
+        raise CloudDataError("plot_model_thermo needs at least one crystal")
     temperature = (DEFAULT_PLOT_TEMPERATURES.float() if temperatures is None
                    else torch.as_tensor(temperatures, dtype=torch.float32).reshape(-1))
     if temperature.numel() == 0 or not bool((temperature > 0).all()):
-        raise ValueError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
+        raise CloudConfigError(f"temperatures must be > 0 K, got {temperature.tolist()[:8]}")
     names, scopes, atoms = zip(*crystals)
     encoded = tokenizer(list(scopes), padding=True, return_tensors="pt")
     n_atoms = torch.tensor([float(count) for count in atoms])

@@ -588,7 +588,7 @@ _SYMMETRY_TAGS = (
     "_symmetry_space_group_name_hall", "_space_group_name_h-m_alt", "_symmetry_space_group_name_h-m",
     "_space_group_it_number", "_symmetry_int_tables_number",
 )
-_CIF_SUFFIXES = (".cif", ".mcif")
+CIF_SUFFIXES = (".cif", ".mcif")
 
 
 def _looks_like_cif(text: str) -> bool:
@@ -599,7 +599,7 @@ def _cif_text_of(obj: Any, label: str) -> str | None:
     """The CIF text of ``obj`` (CIF text, or a path to a ``.cif`` file); ``None`` if it is not a CIF."""
     if isinstance(obj, str) and _looks_like_cif(obj):
         return obj
-    if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in _CIF_SUFFIXES and _is_file(Path(obj)):
+    if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in CIF_SUFFIXES and _is_file(Path(obj)):
         return _read_text(Path(obj), label)  # read as CIF even if it does not look like one: gemmi says why not
     return None
 
