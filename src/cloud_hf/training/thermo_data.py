@@ -20,16 +20,23 @@ from transformers import PreTrainedModel
 
 from cloud_hf.errors import CloudConfigError
 from cloud_hf.phonons import PhononTable
-from cloud_hf.structures import load_cell
+from cloud_hf.processing_cloud import CloudProcessor
 from cloud_hf.training.data import scope_encoder_for
 
 logger = logging.getLogger("cloud_hf.training.thermo")
 
 
+def crystal_processor(tokenizer: Any) -> CloudProcessor:
+    """The [`CloudProcessor`] of ``tokenizer``: its recorded SCOPE encoder (canonical by default), its length and
+    unknown-token checks, so training reads crystals exactly as the pipeline does."""
+    return CloudProcessor(tokenizer, scope=scope_encoder_for(tokenizer).to_dict())
+
+
 def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str]) -> list[list[int]]:
-    """Token ids of each crystal's SCOPE string (the tokenizer's recorded encoder; canonical by default)."""
-    encoder = scope_encoder_for(tokenizer)
-    return [tokenizer(encoder.encode(cif, name=name))["input_ids"] for cif, name in zip(cifs, names)]
+    """Token ids of each crystal's SCOPE string, through the tokenizer's processor (errors name the crystal)."""
+    processor = crystal_processor(tokenizer)
+    return [processor.token_ids(processor.encode_crystal(cif, name=name).scope, name=name)
+            for cif, name in zip(cifs, names)]
 
 
 def pad_token_ids(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,17 +84,18 @@ def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_freque
     frame = pd.read_csv(path)
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
-    encoder = scope_encoder_for(tokenizer)
+    processor = crystal_processor(tokenizer)
     examples, skipped = [], 0
     for index, (cif, theta) in enumerate(zip(frame["cif"], frame["debye_temperature"])):
+        name = f"{path}:{index}"
         try:
-            cell = load_cell(cif, name=f"{path}:{index}")
-            input_ids = tokenizer(encoder.encode(cell))["input_ids"]
+            encoding = processor.encode_crystal(cif, name=name)
+            input_ids = processor.token_ids(encoding.scope, name=name)
         except Exception:  # a row that cannot be encoded is left out of this auxiliary source
             skipped += 1
             continue
         examples.append({
-            "input_ids": input_ids, "n_atoms": float(len(cell)),
+            "input_ids": input_ids, "n_atoms": float(encoding.n_atoms),
             "heat_capacity_labels": _nan(n_temperatures), "entropy_labels": _nan(n_temperatures),
             "dos_labels": _nan(n_frequencies), "agl_theta_labels": np.float32(theta),
         })
@@ -125,4 +133,4 @@ class ThermoCollator:
         return {name: value for name, value in batch.items() if name in self.accepted}
 
 
-__all__ = ["ThermoCollator", "agl_examples", "encode_crystals", "pad_token_ids", "phonon_examples"]
+__all__ = ["ThermoCollator", "agl_examples", "crystal_processor", "encode_crystals", "pad_token_ids", "phonon_examples"]
