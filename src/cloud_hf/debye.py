@@ -57,6 +57,7 @@ __all__ = [
     "DebyeThermodynamics",
     "debye_function",
     "entropy",
+    "equivalent_debye_temperature",
     "free_energy",
     "heat_capacity",
     "internal_energy",
@@ -203,20 +204,39 @@ def free_energy(theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLik
     return thermodynamics(theta_D, temperature, n_atoms).free_energy
 
 
+_heat_capacity = heat_capacity  # the function, under a name the parameter below does not shadow
+
+
+def equivalent_debye_temperature(
+    heat_capacity: TensorLike | Sequence[float], temperature: TensorLike | Sequence[float],
+    n_atoms: TensorLike | Sequence[float] = 1, iterations: int = 60, upper: float = 20000.0,
+) -> torch.Tensor:
+    """The θ_D (K) whose Debye C_v at ``temperature`` (K) equals ``heat_capacity`` (J/(mol·K) per mole of cells of
+    ``n_atoms`` atoms).
+
+    Bisection in float64 on θ_D ∈ [1, ``upper``] K (Debye C_v falls monotonically as θ_D rises); C_v at or above
+    3NR gives the lower bound and NaN stays NaN. Not differentiable (a reporting and initialisation helper).
+    """
+    with torch.no_grad():
+        target = torch.as_tensor(heat_capacity, dtype=torch.float64)
+        temp = torch.as_tensor(temperature, dtype=torch.float64)
+        atoms = torch.as_tensor(n_atoms, dtype=torch.float64)
+        target, temp, atoms = torch.broadcast_tensors(target, temp, atoms)
+        low, high = torch.full_like(target, 1.0), torch.full_like(target, upper)
+        for _ in range(iterations):
+            middle = (low + high) / 2.0
+            too_low = _heat_capacity(middle, temp, atoms) > target
+            low, high = torch.where(too_low, middle, low), torch.where(too_low, high, middle)
+        return torch.where(torch.isnan(target), target, (low + high) / 2.0)
+
+
 def median_debye_temperature(heat_capacity_labels: Sequence[float], n_atoms: Sequence[float],
                              temperature: float) -> float:
     """Median θ_D in K implied by heat capacities: each C_v (J/(mol·K), N atoms per cell, at ``temperature`` K)
-    is inverted through the Debye C_v by bisection on θ_D in [1, 5000] K (C_v falls as θ_D rises).
+    is inverted by :func:`equivalent_debye_temperature` on θ_D in [1, 5000] K; NaN labels are left out.
 
     Set as the Debye head's ``debye_theta_scale``, it starts the model at the data's typical θ_D, as target
     standardisation does for a plain regression head.
     """
-    labels = torch.tensor(heat_capacity_labels, dtype=torch.float64)
-    atoms = torch.tensor(n_atoms, dtype=torch.float64)
-    at = torch.tensor(temperature, dtype=torch.float64)
-    low, high = torch.full_like(labels, 1.0), torch.full_like(labels, 5000.0)
-    for _ in range(60):
-        middle = (low + high) / 2
-        too_low = heat_capacity(middle, at, atoms) > labels
-        low, high = torch.where(too_low, middle, low), torch.where(too_low, high, middle)
-    return float(((low + high) / 2).median())
+    thetas = equivalent_debye_temperature(heat_capacity_labels, temperature, n_atoms, upper=5000.0)
+    return float(thetas.nanmedian())

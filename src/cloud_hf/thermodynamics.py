@@ -40,8 +40,7 @@ from typing import Literal, NamedTuple
 
 import torch
 
-from cloud_hf.debye import GAS_CONSTANT
-from cloud_hf.debye import heat_capacity as debye_heat_capacity
+from cloud_hf.debye import GAS_CONSTANT, equivalent_debye_temperature
 from cloud_hf.debye import thermodynamics as debye_thermodynamics
 from cloud_hf.errors import CloudDataError
 
@@ -312,25 +311,4 @@ def debye_spectrum_thermodynamics(
     temp = _grid_temperatures(temperature, omega.shape)
     theta = (KELVIN_PER_WAVENUMBER * omega).unsqueeze(-1)
     return PhononThermodynamics(*debye_thermodynamics(theta, temp, atoms.unsqueeze(-1) if atoms.dim() else atoms))
-
-
-def equivalent_debye_temperature(
-    heat_capacity: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1, iterations: int = 60
-) -> torch.Tensor:
-    """The θ_D (K) whose Debye C_v at ``temperature`` equals ``heat_capacity`` (J/(mol·K) per mole of cells).
-
-    Bisection in float64 on θ_D ∈ [1, 20000] K (Debye C_v falls monotonically as θ_D rises); C_v at or above
-    3NR gives the lower bound and NaN stays NaN. Not differentiable (a reporting helper).
-    """
-    with torch.no_grad():
-        target = torch.as_tensor(heat_capacity, dtype=torch.float64)
-        temp = torch.as_tensor(temperature, dtype=torch.float64)
-        atoms = torch.as_tensor(n_atoms, dtype=torch.float64)
-        target, temp, atoms = torch.broadcast_tensors(target, temp, atoms)
-        low, high = torch.full_like(target, 1.0), torch.full_like(target, 20000.0)
-        for _ in range(iterations):
-            middle = (low + high) / 2.0
-            too_low = debye_heat_capacity(middle, temp, atoms) > target
-            low, high = torch.where(too_low, middle, low), torch.where(too_low, high, middle)
-        return torch.where(torch.isnan(target), target, (low + high) / 2.0)
 
