@@ -38,6 +38,12 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
+from cloud_hf.composition import (
+    ELEMENT_PROPERTIES,
+    NUM_COMPOSITION_FEATURES,
+    element_token_table,
+    pooled_composition_features,
+)
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
@@ -69,12 +75,14 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
     Settings: ``thermo_head`` ("dos" or "debye-einstein"), ``thermo_members`` (ensemble size), ``thermo_frequencies``
     (cm⁻¹ grid of the DOS head), ``thermo_dos_prior`` (logits, one per grid point), ``thermo_num_einstein``,
     ``thermo_std_scale`` (calibration factor of the ensemble std), ``thermo_agl_trained`` (whether the AGL θ_D output
-    was trained and is reported).
+    was trained and is reported), ``thermo_composition_features`` (whether each member's head also reads the
+    composition descriptors of :mod:`cloud_hf.composition`, pooled from the SCOPE tokens).
     """
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update({
         "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES,
         "thermo_dos_prior": None, "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
+        "thermo_composition_features": False,
         **{key: value for key, value in settings.items() if key.startswith("thermo_")}, **overrides,
     })
     settings["architectures"] = ["CloudThermoModel"]
@@ -129,16 +137,28 @@ class CloudThermoOutput(ModelOutput):
 
 
 class CloudThermoMember(nn.Module):
-    """One ensemble member: a CLOUD encoder and a prediction head (spectrum outputs + 1 AGL θ_D output)."""
+    """One ensemble member: a CLOUD encoder and a prediction head (spectrum outputs + 1 AGL θ_D output).
+
+    With ``config.thermo_composition_features``, a small MLP of the composition descriptors is added to the [CLS]
+    state before the head.
+    """
 
     def __init__(self, config: CloudConfig, num_outputs: int):
         super().__init__()
         self.cloud = CloudModel(config)
         self.head = CloudPredictionHead(config, num_outputs=num_outputs)
+        self.composition = None
+        if getattr(config, "thermo_composition_features", False):
+            self.composition = nn.Sequential(nn.Linear(NUM_COMPOSITION_FEATURES, config.hidden_size), nn.SiLU(),
+                                             nn.Linear(config.hidden_size, config.hidden_size))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                composition: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
-        output = self.head(hidden[:, 0])
+        summary = hidden[:, 0]
+        if self.composition is not None and composition is not None:
+            summary = summary + self.composition(composition.to(summary))
+        output = self.head(summary)
         return output.to(torch.promote_types(output.dtype, torch.float32))  # thermodynamics need ≥ float32
 
 
@@ -174,14 +194,43 @@ class CloudThermoModel(CloudPreTrainedModel):
         self.members = nn.ModuleList(
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
+        self.uses_composition = bool(getattr(config, "thermo_composition_features", False))
+        if self.uses_composition:  # token tables of cloud_hf.composition, saved with the weights
+            vocab_size = config.vocab_size
+            self.register_buffer("composition_is_element", torch.zeros(vocab_size))
+            self.register_buffer("composition_properties", torch.zeros(vocab_size, len(ELEMENT_PROPERTIES)))
+            self.register_buffer("composition_atom_counts", torch.zeros(vocab_size))
         self.post_init()
+
+    def set_composition_tables(self, tokenizer: Any) -> None:
+        """Fill the composition token tables from ``tokenizer``'s vocabulary (pymatgen element data); a model built
+        with ``thermo_composition_features`` needs this once before training (``from_encoder`` does it)."""
+        if not self.uses_composition:
+            raise CloudConfigError("this model was built without thermo_composition_features")
+        tables = element_token_table(tokenizer.get_vocab(), self.config.vocab_size)
+        if not bool(tables[0].any()):
+            raise CloudConfigError("the tokenizer has no element-symbol tokens: no composition to read")
+        for buffer, table in zip((self.composition_is_element, self.composition_properties,
+                                  self.composition_atom_counts), tables):
+            buffer.copy_(table.to(buffer))
+
+    def composition_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The pooled composition descriptors `(batch, NUM_COMPOSITION_FEATURES)` (None without them)."""
+        if not self.uses_composition:
+            return None
+        return pooled_composition_features(input_ids, attention_mask, self.composition_is_element,
+                                           self.composition_properties, self.composition_atom_counts)
 
     # --- construction -------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_encoder(cls, checkpoint: str | Path, **thermo_settings: Any) -> CloudThermoModel:
+    def from_encoder(cls, checkpoint: str | Path, tokenizer: Any = None, **thermo_settings: Any) -> CloudThermoModel:
         """A fresh model whose every member's encoder is ``checkpoint``'s (any cloud-hf folder with ``cloud.*``
-        weights, e.g. the bundled CloudDebyeModel); heads start fresh (each member its own random init)."""
+        weights, e.g. the bundled CloudDebyeModel); heads start fresh (each member its own random init).
+
+        With ``thermo_composition_features=True`` the composition tables are filled from ``tokenizer`` (default: the
+        checkpoint's own).
+        """
         from safetensors.torch import load_file
 
         checkpoint = Path(checkpoint)
@@ -195,6 +244,12 @@ class CloudThermoModel(CloudPreTrainedModel):
             if unexpected or [key for key in missing if "position_ids" not in key]:
                 raise CloudConfigError(f"{checkpoint}: encoder weights do not fit: missing {missing}, "
                                        f"unexpected {unexpected}")
+        if model.uses_composition:
+            if tokenizer is None:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+            model.set_composition_tables(tokenizer)
         return model
 
     @property
@@ -262,7 +317,9 @@ class CloudThermoModel(CloudPreTrainedModel):
         n_atoms (`torch.Tensor` of shape `(batch_size,)`, *optional*): atoms per cell N (> 0); default 1 (per atom).
         """
         batch_size = input_ids.shape[0]
-        raw = torch.stack([member(input_ids, attention_mask) for member in self.members], dim=1)  # (B, members, P)
+        composition = self.composition_features(input_ids, attention_mask)
+        raw = torch.stack([member(input_ids, attention_mask, composition) for member in self.members],
+                          dim=1)  # (B, members, P)
         atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
                  else raw.new_ones(batch_size))
         if atoms.shape[0] != batch_size:

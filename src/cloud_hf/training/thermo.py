@@ -90,6 +90,8 @@ class ThermoModelArguments(ModelArguments):
     bootstrap: bool = option(True, "Poisson(1) bootstrap weights per member and crystal.")
     calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (95 per cent of truths within ±2σ).")
     head_dropout: float = option(0.1, "Dropout before the heads.")
+    composition_features: bool = option(
+        False, "Heads also read composition descriptors pooled from the SCOPE tokens (cloud_hf.composition).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,7 +99,8 @@ class ThermoModelArguments(ModelArguments):
             raise CloudConfigError(f"head must be one of {HEADS}, got {self.head!r}")
 
 
-def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str, Any]]) -> PreTrainedModel:
+def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str, Any]],
+                tokenizer: Any = None) -> PreTrainedModel:
     """The head on the pretrained encoder (the DOS head's prior: the logit of the training crystals' mean DOS)."""
     checkpoint = Path(model_args.checkpoint)
     overrides = dict(model_args.config_overrides or {})
@@ -109,9 +112,10 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
         mean = np.nanmean(dos, axis=0) if not np.isnan(dos).all() else np.full(dos.shape[1], 3.0 / 1000.0)
         mean = np.maximum(mean, 1e-5)
         prior = np.log(np.expm1(mean)).tolist()  # softplus⁻¹
-    return CloudThermoModel.from_encoder(checkpoint, thermo_head=model_args.head, thermo_members=model_args.members,
-                                         thermo_num_einstein=model_args.num_einstein, thermo_dos_prior=prior,
-                                         head_dropout=model_args.head_dropout, **overrides)
+    return CloudThermoModel.from_encoder(checkpoint, tokenizer, thermo_head=model_args.head,
+                                         thermo_members=model_args.members, thermo_num_einstein=model_args.num_einstein,
+                                         thermo_dos_prior=prior, head_dropout=model_args.head_dropout,
+                                         thermo_composition_features=model_args.composition_features, **overrides)
 
 
 @dataclass
@@ -149,7 +153,7 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
                 ", ".join(data_args.labels), len(validation_examples))
 
     set_seed(training_args.seed)  # new head weights: the same in every run (torch's own start seed is random)
-    model = build_model(model_args, train_examples)
+    model = build_model(model_args, train_examples, tokenizer)
     if model_args.head != "debye":
         model.config.thermo_agl_trained = "agl" in data_args.labels
     members = getattr(model.config, "thermo_members", 1)

@@ -1,0 +1,85 @@
+"""Model choice for the thermodynamics heads, on validation only: variants × train/validation carves.
+
+    OMP_NUM_THREADS=1 python benchmarks/sweep_thermo.py --variant base --variant composition [--split-seeds 0 1 2]
+    python benchmarks/sweep_thermo.py --table            # the table of every finished run under --output
+
+Each variant is a list of recipe options on top of ``recipes/configs/thermo_dos.yaml``; every run trains on one
+seeded carve of the 887 non-test phonon crystals and is scored on that carve's validation crystals (89). The test
+split is never loaded or scored here (``train_thermo(..., evaluate_test=False)``): this is where choices are made,
+and ``benchmarks/bench_thermo.py`` reports the chosen ones on test. Runs already finished are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
+from cloud_hf.training.thermo import EVAL_TEMPERATURES, ThermoDataArguments, ThermoModelArguments, train_thermo
+
+BASE_CONFIG = "recipes/configs/thermo_dos.yaml"
+VARIANTS: dict[str, list[str]] = {
+    "base": [],
+    "composition": ["--composition_features", "true"],
+    "composition_80ep": ["--composition_features", "true", "--num_train_epochs", "80"],
+    "composition_agl": ["--composition_features", "true", "--labels", "dos", "cv_curve", "entropy", "agl"],
+    "composition_lr1e-3": ["--composition_features", "true", "--learning_rate", "1e-3"],
+    "composition_wd0.1": ["--composition_features", "true", "--weight_decay", "0.1"],
+    "composition_drop0.2": ["--composition_features", "true", "--head_dropout", "0.2"],
+    "composition_cv_only": ["--composition_features", "true", "--labels", "cv_curve", "entropy"],
+    "composition_no_entropy": ["--composition_features", "true", "--labels", "dos", "cv_curve"],
+    "composition_ens5": ["--composition_features", "true", "--members", "5", "--bootstrap", "false"],
+    "composition_ens5_bootstrap": ["--composition_features", "true", "--members", "5", "--bootstrap", "true"],
+}
+METRICS = [f"cv_mae_{int(t)}K" for t in EVAL_TEMPERATURES] + ["s_mae_300K"]
+
+
+def run_variant(name: str, split_seed: int, output: Path) -> dict[str, float]:
+    """Validation metrics of ``name`` on carve ``split_seed`` (trained unless a finished run is there)."""
+    folder = output / f"{name}_split{split_seed}"
+    if (folder / "metrics.json").is_file():
+        return json.loads((folder / "metrics.json").read_text())["validation"]
+    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
+    data, model, training = parse_recipe_arguments(options, [
+        BASE_CONFIG, "--output_dir", str(folder), "--split_seed", str(split_seed), *VARIANTS[name]])
+    return train_thermo(data, model, training, evaluate_test=False).validation_metrics
+
+
+def print_table(output: Path) -> None:
+    """Mean ± standard error over carves of every variant's validation metrics."""
+    rows: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(output.glob("*_split*/metrics.json")):
+        rows.setdefault(path.parent.name.rsplit("_split", 1)[0], []).append(
+            json.loads(path.read_text())["validation"])
+    print("| variant | carves | " + " | ".join(METRICS) + " |")
+    print("|---" * (len(METRICS) + 2) + "|")
+    for name, runs in rows.items():
+        cells = []
+        for metric in METRICS:
+            values = np.array([run[metric] for run in runs])
+            error = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
+            cells.append(f"{values.mean():.3f} ± {error:.3f}")
+        print(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variant", action="append", choices=sorted(VARIANTS), default=[])
+    parser.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output", default="outputs/sweep_thermo")
+    parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    arguments = parser.parse_args()
+    output = Path(arguments.output)
+    if not arguments.table:
+        for name in arguments.variant:
+            for seed in arguments.split_seeds:
+                metrics = run_variant(name, seed, output)
+                print(f"{name} carve {seed}: " + ", ".join(f"{m} {metrics[m]:.3f}" for m in METRICS), flush=True)
+    print_table(output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Composition descriptors read straight from SCOPE token ids: element properties pooled over a crystal's atoms.
+
+A SCOPE string names every element next to a token that says how many of its atoms there are: the Wyckoff token
+that follows it in canonical SCOPE (``Na 4a`` → 4 atoms per conventional cell) or the fraction token in reference
+SCOPE (``Na 0.5``). So the composition, and any element property averaged over it, is a fixed function of the token
+ids, and a head can use it without any input besides ``input_ids``: no coordinates, nothing the string does not say.
+
+Why a head wants it: phonon frequencies scale as √(k/m), so the atomic masses set much of a crystal's frequency
+scale, and with ~800 phonon crystals an encoder sees too few crystals per element to learn the masses from its token
+embeddings alone (on the validation carve the DOS head's C_v(300 K) error drops from 0.50 to the figure in the
+README's phonon section with these features; ``benchmarks/sweep_thermo.py`` prints both).
+
+[`element_token_table`] builds, once, from a tokenizer's vocabulary and pymatgen's element data, the two tables
+a model keeps as buffers (saved with its weights, so loading needs neither pymatgen nor the tokenizer);
+[`pooled_composition_features`] pools them for a batch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections.abc import Mapping
+
+import torch
+
+ELEMENT_PROPERTIES = ("ln_atomic_mass", "electronegativity", "atomic_radius", "row", "group")
+"""Per-element properties (pymatgen ``Element``): ln(mass/amu), Pauling electronegativity, atomic radius (Å), row and
+group of the periodic table; each standardised over the elements of the vocabulary."""
+POOLS = ("mean", "min", "max")
+"""How each property is pooled over a crystal's atoms: atom-weighted mean, and min and max over its elements."""
+NUM_COMPOSITION_FEATURES = len(ELEMENT_PROPERTIES) * len(POOLS)
+
+_COUNT_TOKEN = re.compile(r"^(\d+)[a-zA-Z]$")  # canonical Wyckoff token: multiplicity + one letter ("4a", "48h")
+_FRACTION_TOKEN = re.compile(r"^\d\.\d+$")  # reference fraction token ("0.5", "0.33", "1.0")
+
+
+def _element_properties(symbol: str) -> list[float] | None:
+    """Raw properties of the element ``symbol`` (None if it is not one); missing values are NaN."""
+    from pymatgen.core.periodic_table import Element
+
+    if not Element.is_valid_symbol(symbol):
+        return None
+    element = Element(symbol)
+    with warnings.catch_warnings():  # noble gases and superheavy elements have no Pauling X: NaN, as said above
+        warnings.simplefilter("ignore", UserWarning)
+        electronegativity = element.X if element.X is not None else math.nan
+    radius = element.atomic_radius if element.atomic_radius is not None else element.average_ionic_radius
+    return [math.log(float(element.atomic_mass)), float(electronegativity), float(radius or math.nan),
+            float(element.row), float(element.group)]
+
+
+def element_token_table(vocab: Mapping[str, int], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tables over token ids for [`pooled_composition_features`].
+
+    Returns ``is_element`` `(vocab_size,)` (1 for element-symbol tokens), ``element_properties``
+    `(vocab_size, len(ELEMENT_PROPERTIES))` (standardised; missing values at the mean, 0) and ``atom_counts``
+    `(vocab_size,)` (the atom count a token gives the element before it: a Wyckoff multiplicity or a fraction; 0 for
+    every other token).
+    """
+    is_element = torch.zeros(vocab_size)
+    properties = torch.full((vocab_size, len(ELEMENT_PROPERTIES)), math.nan)
+    atom_counts = torch.zeros(vocab_size)
+    for token, index in vocab.items():
+        if index >= vocab_size:
+            continue
+        if (values := _element_properties(token)) is not None:
+            is_element[index] = 1.0
+            properties[index] = torch.tensor(values)
+        elif match := _COUNT_TOKEN.match(token):
+            atom_counts[index] = float(match.group(1))
+        elif _FRACTION_TOKEN.match(token):
+            atom_counts[index] = float(token)
+    rows = properties[is_element.bool()]
+    mean, std = rows.nanmean(0), torch.sqrt(((rows - rows.nanmean(0)) ** 2).nanmean(0)).clamp(min=1e-6)
+    standardised = ((properties - mean) / std).nan_to_num(0.0) * is_element[:, None]
+    return is_element, standardised, atom_counts
+
+
+def pooled_composition_features(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                                is_element: torch.Tensor, element_properties: torch.Tensor,
+                                atom_counts: torch.Tensor) -> torch.Tensor:
+    """Composition descriptors `(batch, NUM_COMPOSITION_FEATURES)` of token ids `(batch, seq)`.
+
+    An element token's weight is the atom count of the token after it (0 after padding); per property: the
+    weight-averaged mean, then min and max over the weighted element tokens. A row without any (a failed crystal's
+    placeholder) gets zeros.
+    """
+    mask = attention_mask.to(element_properties) if attention_mask is not None else torch.ones_like(
+        input_ids, dtype=element_properties.dtype)
+    following = torch.nn.functional.pad(input_ids[:, 1:], (0, 1), value=0)
+    following_mask = torch.nn.functional.pad(mask[:, 1:], (0, 1), value=0.0)
+    weight = is_element[input_ids] * mask * atom_counts[following] * following_mask  # (batch, seq)
+    properties = element_properties[input_ids]  # (batch, seq, P)
+    present = (weight > 0)[..., None]
+    total = weight.sum(1, keepdim=True).clamp(min=1e-12)
+    mean = (properties * weight[..., None]).sum(1) / total
+    minimum = properties.masked_fill(~present, math.inf).amin(1)
+    maximum = properties.masked_fill(~present, -math.inf).amax(1)
+    features = torch.cat([mean, minimum, maximum], dim=-1)
+    return torch.where(present.any(1), features, torch.zeros_like(features))
+
+
+__all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "element_token_table",
+           "pooled_composition_features"]
