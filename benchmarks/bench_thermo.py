@@ -27,6 +27,7 @@ import logging
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -116,22 +117,23 @@ def gradient_boosting_row(train: PhononTable, test: PhononTable) -> np.ndarray:
 def head_row(name: str, head: str, labels: list[str], epochs: int, output: Path, members: int = 1) -> dict:
     """Train one head with the recipe's machinery (validation for model choice) and score it on test.
 
-    A finished run of the same settings in ``output/name`` (its ``metrics.json``) is reused, not retrained.
+    The options are ``recipes/configs/thermo_dos.yaml`` (the settings chosen on validation by
+    ``benchmarks/sweep_thermo.py``) with this row's head, labels, members and epochs. A finished run in
+    ``output/name`` with exactly these options (its ``metrics.json``) is reused, not retrained.
     """
-    config = Path("recipes/configs/thermo_dos.yaml")
+    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
+    data, model, training = parse_recipe_arguments(options, [
+        "recipes/configs/thermo_dos.yaml", "--output_dir", str(output / name), "--head", head, "--labels", *labels,
+        "--members", str(members), "--num_train_epochs", str(epochs),
+        *(["--composition_features", "false"] if head == "debye" else []),  # CloudDebyeModel reads tokens only
+    ])
     previous = output / name / "metrics.json"
     if previous.is_file():
         report = json.loads(previous.read_text())
-        settings = report["options"]["model"]
-        if (settings["head"], settings["members"], report["options"]["data"]["labels"], report["epochs"]) == (
-                head, members, labels, epochs):
+        wanted = {"data": asdict(data), "model": asdict(model)}
+        if report["options"] == json.loads(json.dumps(wanted)) and report["epochs"] == epochs:
             print(f"{name}: reusing {previous}", flush=True)
             return report["test"]
-    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
-    data, model, training = parse_recipe_arguments(options, [
-        str(config), "--output_dir", str(output / name), "--head", head, "--labels", *labels,
-        "--members", str(members), "--num_train_epochs", str(epochs),
-    ])
     run = train_thermo(data, model, training)
     return run.test_metrics
 

@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
-from cloud_hf.training.thermo import EVAL_TEMPERATURES, ThermoDataArguments, ThermoModelArguments, train_thermo
+from cloud_hf.training.thermo import (
+    EVAL_TEMPERATURES,
+    ThermoDataArguments,
+    ThermoModelArguments,
+    train_thermo,
+)
 
 BASE_CONFIG = "recipes/configs/thermo_dos.yaml"
 VARIANTS: dict[str, list[str]] = {
@@ -31,8 +36,22 @@ VARIANTS: dict[str, list[str]] = {
     "composition_drop0.2": ["--composition_features", "true", "--head_dropout", "0.2"],
     "composition_cv_only": ["--composition_features", "true", "--labels", "cv_curve", "entropy"],
     "composition_no_entropy": ["--composition_features", "true", "--labels", "dos", "cv_curve"],
-    "composition_ens5": ["--composition_features", "true", "--members", "5", "--bootstrap", "false"],
-    "composition_ens5_bootstrap": ["--composition_features", "true", "--members", "5", "--bootstrap", "true"],
+    "composition_dos0.1": ["--composition_features", "true", "--dos_loss_weight", "0.1"],
+    "composition_cumulative": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1"],
+    "cumulative_80ep": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
+    "cumulative_lld0.7": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--layer_lr_decay", "0.7"],
+    "cumulative_agl": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1",
+                       "--labels", "dos", "cv_curve", "entropy", "agl"],
+    "ens5_bins": ["--composition_features", "true", "--members", "5", "--bootstrap", "false"],
+    "ens5_bins_bootstrap": ["--composition_features", "true", "--members", "5", "--bootstrap", "true"],
+    "ens5_cumulative": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
+                        "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1"],
+    "ens5_mixed": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
+                   "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1"],
+    "ens5_cumulative_80ep": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
+                             "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
+    "ens5_dos0.1": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
+                    "--dos_loss_weight", "0.1"],
 }
 METRICS = [f"cv_mae_{int(t)}K" for t in EVAL_TEMPERATURES] + ["s_mae_300K"]
 

@@ -139,6 +139,51 @@ def test_masked_loss_skips_nan_labels_and_weights_members():
     assert float(both.detach()) > float(only_second.detach())
 
 
+def test_cumulative_modes_are_the_exact_integral_of_the_piecewise_linear_dos():
+    from scipy.integrate import cumulative_trapezoid
+
+    from cloud_hf.modeling_cloud_thermo import _cumulative_modes
+
+    grid = torch.linspace(20.0, 1000.0, 50, dtype=torch.float64)
+    density = torch.rand(3, 50, dtype=torch.float64)
+    expected = density[:, :1].numpy() * 20.0 / 3.0 + cumulative_trapezoid(density.numpy(), grid.numpy(), initial=0)
+    np.testing.assert_allclose(_cumulative_modes(density, grid).numpy(), expected, rtol=1e-12)
+
+
+def test_cumulative_dos_loss_grows_with_a_peak_shift_where_the_bin_loss_saturates():
+    """The earth mover's distance between a spectrum and its peak moved by k bins grows as k; the per-bin L1 stops
+    growing once the peaks no longer overlap (and so gives no direction towards a far-off peak)."""
+    from cloud_hf.modeling_cloud_thermo import _cumulative_modes
+
+    grid = torch.arange(20.0, 1001.0, 20.0, dtype=torch.float64)
+
+    def peak(centre: float) -> torch.Tensor:
+        density = torch.exp(-0.5 * ((grid - centre) / 15.0) ** 2)
+        return 3.0 * density / torch.trapezoid(density, grid)
+
+    reference = peak(300.0)
+    bins = [float((peak(300.0 + shift) - reference).abs().mean()) for shift in (100.0, 200.0, 400.0)]
+    earth_mover = [float((_cumulative_modes(peak(300.0 + shift), grid) - _cumulative_modes(reference, grid))
+                         .abs().mean()) for shift in (100.0, 200.0, 400.0)]
+    np.testing.assert_allclose(np.array(earth_mover) / earth_mover[0], [1.0, 2.0, 4.0], rtol=1e-3)
+    np.testing.assert_allclose(np.array(bins) / bins[0], [1.0, 1.0, 1.0], rtol=1e-3)
+
+
+def test_dos_loss_weight_scales_only_the_dos_term():
+    labels = {"temperature": torch.tensor([300.0]), "n_atoms": torch.tensor([2, 2]),
+              "heat_capacity_labels": torch.tensor([[40.0], [45.0]])}
+    dos = torch.full((2, 50), 3.0 / 1000.0)
+    losses = {}
+    for weight in (1.0, 0.1):
+        model = tiny_model("dos", members=1, thermo_dos_loss_weight=weight).eval()
+        with torch.no_grad():
+            losses[weight] = (float(model(**batch(), **labels, dos_labels=dos).loss),
+                              float(model(**batch(), **labels).loss))
+    heat_only = losses[1.0][1]
+    assert losses[0.1][1] == pytest.approx(heat_only)
+    assert losses[0.1][0] - heat_only == pytest.approx(0.1 * (losses[1.0][0] - heat_only), rel=1e-5)
+
+
 def test_pipeline_contract_records_with_std_and_equivalent_theta():
     model = tiny_model("dos")
     n_atoms = torch.tensor([2, 4])
@@ -170,6 +215,14 @@ def test_pipeline_contract_records_with_std_and_equivalent_theta():
 def test_bad_inputs_name_the_argument(kwargs, message):
     with pytest.raises(CloudDataError, match=message):
         tiny_model("dos")(**batch(), **kwargs)
+
+
+def test_composition_features_are_refused_for_the_debye_head():
+    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye"])
+    from cloud_hf.training.thermo import build_model
+
+    with pytest.raises(CloudConfigError, match="composition_features is an input of the dos and debye-einstein"):
+        build_model(model, [])
 
 
 def test_unknown_head_is_a_config_error():
@@ -233,6 +286,10 @@ def test_smoke_recipe_trains_saves_and_reports(tmp_path):
     run = train_thermo(data, model, training)
     loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
     assert loaded.config.thermo_members == 2 and loaded.config.thermo_std_scale > 0
+    # the composition tables travel in the checkpoint: Na and Cl rows are filled, [PAD]'s is not
+    assert loaded.config.thermo_composition_features and loaded.config.thermo_cumulative_dos_loss_weight == 1.0
+    vocab = run.tokenizer.get_vocab()
+    assert loaded.composition_is_element[vocab["Na"]] == 1 and loaded.composition_is_element[vocab["[PAD]"]] == 0
     assert set(run.test_metrics) >= {"cv_mae_50K", "cv_mae_300K", "s_mae_300K", "cv_within_2sigma_300K"}
 
 

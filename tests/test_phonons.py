@@ -36,8 +36,31 @@ def test_every_row_is_read_and_normalised_to_3n_modes(table):
     assert len(table) == 1047 and len(set(table.mp_ids)) == 1047
     modes = np.trapezoid(table.dos, table.frequencies, axis=1)
     np.testing.assert_allclose(modes, 3 * table.n_atoms, rtol=1e-12)
-    np.testing.assert_allclose(np.trapezoid(table.per_atom_dos(), table.frequencies, axis=1), 3.0, rtol=1e-12)
+    # 3 modes per atom counted as the head and the C_v/S labels count them: Debye onset below 20 cm⁻¹ + trapezoids
+    per_atom = table.per_atom_dos()[:, 1:]
+    grid = table.frequencies[1:]
+    modes = per_atom[:, 0] * grid[0] / 3.0 + np.trapezoid(per_atom, grid, axis=1)
+    np.testing.assert_allclose(modes, 3.0, rtol=1e-12)
     assert table.frequencies[0] == 0 and table.frequencies[-1] == 1000 and len(table.frequencies) == 51
+
+
+@needs_data
+def test_dos_labels_integrate_to_the_heat_capacity_and_entropy_labels(table):
+    """A head that predicted the DOS labels exactly (on its grid from 20 cm⁻¹, Debye onset below, per atom × N)
+    would reproduce the C_v and S labels: the two label kinds never pull the head apart."""
+    import torch
+
+    from cloud_hf.thermodynamics import dos_thermodynamics
+
+    rows = slice(0, 200)
+    temperatures = [10.0, 50.0, 300.0, 800.0]
+    heat, entropy = table.thermo_labels(temperatures)
+    per_cell = torch.as_tensor(table.per_atom_dos()[rows, 1:] * table.n_atoms[rows, None])
+    result = dos_thermodynamics(torch.as_tensor(table.frequencies[1:]), per_cell,
+                                torch.tensor(temperatures, dtype=torch.float64),
+                                torch.as_tensor(table.n_atoms[rows]), low_frequency="debye")
+    np.testing.assert_allclose(result.heat_capacity.numpy(), heat[rows], rtol=1e-10)
+    np.testing.assert_allclose(result.entropy.numpy(), entropy[rows], rtol=1e-10)
 
 
 @needs_data

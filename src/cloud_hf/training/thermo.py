@@ -92,6 +92,9 @@ class ThermoModelArguments(ModelArguments):
     head_dropout: float = option(0.1, "Dropout before the heads.")
     composition_features: bool = option(
         False, "Heads also read composition descriptors pooled from the SCOPE tokens (cloud_hf.composition).")
+    dos_loss_weight: float = option(1.0, "Weight of the DOS loss per grid point (L1, against the C_v and S losses).")
+    cumulative_dos_loss_weight: float = option(
+        0.0, "Weight of the L1 loss of the cumulative mode count (the Wasserstein-1 distance of the spectra).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -105,6 +108,9 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
     checkpoint = Path(model_args.checkpoint)
     overrides = dict(model_args.config_overrides or {})
     if model_args.head == "debye":
+        if model_args.composition_features:
+            raise CloudConfigError("composition_features is an input of the dos and debye-einstein heads; the debye "
+                                   "head (CloudDebyeModel, the paper's) reads the tokens only: set it to false")
         return CloudDebyeModel.from_pretrained(checkpoint, head_dropout=model_args.head_dropout, **overrides)
     prior = None
     if model_args.head == "dos":
@@ -115,7 +121,10 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
     return CloudThermoModel.from_encoder(checkpoint, tokenizer, thermo_head=model_args.head,
                                          thermo_members=model_args.members, thermo_num_einstein=model_args.num_einstein,
                                          thermo_dos_prior=prior, head_dropout=model_args.head_dropout,
-                                         thermo_composition_features=model_args.composition_features, **overrides)
+                                         thermo_composition_features=model_args.composition_features,
+                                         thermo_dos_loss_weight=model_args.dos_loss_weight,
+                                         thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
+                                         **overrides)
 
 
 @dataclass
