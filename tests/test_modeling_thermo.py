@@ -218,7 +218,7 @@ def test_bad_inputs_name_the_argument(kwargs, message):
 
 
 def test_composition_features_are_refused_for_the_debye_head():
-    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye"])
+    _, model, _ = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye"])
     from cloud_hf.training.thermo import build_model
 
     with pytest.raises(CloudConfigError, match="composition_features is an input of the dos and debye-einstein"):

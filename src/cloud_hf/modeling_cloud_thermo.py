@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
@@ -204,6 +205,14 @@ class CloudThermoModel(CloudPreTrainedModel):
             self.register_buffer("composition_properties", torch.zeros(vocab_size, len(ELEMENT_PROPERTIES)))
             self.register_buffer("composition_atom_counts", torch.zeros(vocab_size))
         self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """As every CLOUD model; the composition tables start empty (zeros) until :meth:`set_composition_tables`
+        or a checkpoint fills them (they are saved with the weights)."""
+        super()._init_weights(module)
+        if module is self and self.uses_composition:
+            for buffer in (self.composition_is_element, self.composition_properties, self.composition_atom_counts):
+                init.zeros_(buffer)
 
     def set_composition_tables(self, tokenizer: Any) -> None:
         """Fill the composition token tables from ``tokenizer``'s vocabulary (pymatgen element data); a model built

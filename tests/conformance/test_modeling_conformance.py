@@ -1,4 +1,5 @@
-"""transformers' own ``ModelTesterMixin`` and ``ConfigTester`` on every CLOUD model class (the Debye head included).
+"""transformers' own ``ModelTesterMixin`` and ``ConfigTester`` on every CLOUD model class (the Debye head and the
+thermodynamics ensemble included).
 
 Every skip below carries its reason; nothing is deselected to make the count look good.
 """
@@ -131,3 +132,45 @@ class CloudModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
 for _name in dir(modeling_common.ModelTesterMixin):
     if _name.startswith("test_eager_matches_sdpa_inference") and "pad_left" in _name:
         setattr(CloudModelTest, _name, unittest.skip(LEFT_PADDING_REFUSED)(getattr(modeling_common.ModelTesterMixin, _name)))
+
+
+class CloudThermoModelTester(CloudModelTester):
+    """The thermodynamics head as a 2-member deep ensemble of DOS heads with composition descriptors."""
+
+    def get_config(self) -> CloudConfig:
+        from cloud_hf.modeling_cloud_thermo import thermo_config
+
+        return thermo_config(super().get_config(), thermo_members=2, thermo_composition_features=True)
+
+
+class CloudThermoModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
+    from cloud_hf.modeling_cloud_thermo import CloudThermoModel
+
+    all_model_classes = (CloudThermoModel,)
+    test_resize_position_embeddings = False
+
+    def setUp(self):
+        self.model_tester = CloudThermoModelTester(self)
+
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)
+        if return_labels:
+            generator = torch.Generator().manual_seed(0)
+            batch_size = self.model_tester.batch_size
+            inputs_dict["temperature"] = torch.tensor([[50.0, 300.0]] * batch_size)
+            inputs_dict["n_atoms"] = torch.tensor([2.0, 3.0, 5.0])[:batch_size]
+            inputs_dict["heat_capacity_labels"] = 20.0 + 40.0 * torch.rand(batch_size, 2, generator=generator)
+        return inputs_dict
+
+
+ENSEMBLE_HAS_NO_SINGLE_ENCODER = (
+    "CloudThermoModel is a deep ensemble: each member has its own encoder, so there is no single stack of hidden "
+    "states or attentions to return, nor one input-embedding table to get, set or resize (every encoder is "
+    "covered by CloudModelTest above)"
+)
+for _name in dir(modeling_common.ModelTesterMixin):
+    if _name.startswith(("test_attention_outputs", "test_hidden_states_output", "test_retain_grad_hidden_states",
+                         "test_eager_matches_sdpa_inference", "test_model_get_set_embeddings",
+                         "test_resize_tokens_embeddings")):
+        setattr(CloudThermoModelTest, _name,
+                unittest.skip(ENSEMBLE_HAS_NO_SINGLE_ENCODER)(getattr(modeling_common.ModelTesterMixin, _name)))
