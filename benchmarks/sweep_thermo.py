@@ -50,6 +50,11 @@ VARIANTS: dict[str, list[str]] = {
                    "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1"],
     "ens5_cumulative_80ep": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
                              "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
+    "ens5_mixed_80ep": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
+                        "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
+    "mixed": ["--composition_features", "true", "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1"],
+    "mixed_agl": ["--composition_features", "true", "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1",
+                  "--labels", "dos", "cv_curve", "entropy", "agl"],
     "ens5_dos0.1": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
                     "--dos_loss_weight", "0.1"],
 }

@@ -178,7 +178,10 @@ def plot_model_thermo(
     for index, name in enumerate(names):
         colour = f"C{index % 10}"
         heat_axes.plot(temperature, heat[index], color=colour, label=f"{name} (N = {atoms[index]})")
-        heat_axes.fill_between(temperature, heat[index] - 2 * heat_std[index], heat[index] + 2 * heat_std[index],
+        # a harmonic C_v lies in [0, 3NR]: the band is clipped there (mean ± 2σ of a wide ensemble can cross it)
+        ceiling = 3 * GAS_CONSTANT * (1.0 if per_atom else float(atoms[index]))
+        heat_axes.fill_between(temperature, (heat[index] - 2 * heat_std[index]).clamp(min=0),
+                               (heat[index] + 2 * heat_std[index]).clamp(max=ceiling),
                                color=colour, alpha=0.2, linewidth=0)
         dos_axes.plot(output.frequencies, dos[index], color=colour)
         dos_axes.fill_between(output.frequencies, (dos[index] - 2 * dos_std[index]).clamp(min=0),
