@@ -17,6 +17,10 @@ zero-point energy at T → 0 hold by construction, for every member and for the 
 (``"debye"`` is [`cloud_hf.modeling_cloud_debye.CloudDebyeModel`], unchanged.) The spectrum is predicted per atom
 and scaled by ``n_atoms``, so a crystal's primitive and conventional cells get per-atom-identical results.
 
+With ``config.thermo_composition_features`` every member's head also reads composition descriptors (atom-weighted
+element properties) pooled from the SCOPE tokens themselves (:mod:`cloud_hf.composition`); the token tables are
+buffers saved with the weights.
+
 ``config.thermo_members`` members (≥ 1) form a deep ensemble in one model folder: the output is the members'
 mean and standard deviation (ddof 1, times ``config.thermo_std_scale``, a factor fitted on validation data). Each
 member also predicts AFLOW's AGL θ_D as an auxiliary output (a quasi-harmonic, elastic quantity: not the θ of
