@@ -1,6 +1,6 @@
 """Per-atom heat-capacity accuracy of the thermodynamics heads on the held-out phonon test split.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_thermo.py [--epochs 40] [--output outputs/bench_thermo] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/bench_thermo.py [--epochs 80] [--output outputs/bench_thermo] [--quick]
 
 Rows (every model is trained on the same training crystals, chosen on the same validation carve, and scored on
 the committed test split ``recipes/splits/phonons_test_ids.txt``; truths are DOS-derived harmonic C_v(T), S(T)):
@@ -144,7 +144,7 @@ def metrics_to_errors(metrics: dict) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=40, help="epochs of every head training")
+    parser.add_argument("--epochs", type=int, default=80, help="epochs of every head training")
     parser.add_argument("--output", default="outputs/bench_thermo")
     parser.add_argument("--quick", action="store_true", help="2 epochs per head (a smoke run; numbers meaningless)")
     parser.add_argument("--skip-training", action="store_true", help="only the baselines and the bundled model")
