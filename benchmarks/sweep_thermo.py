@@ -26,37 +26,51 @@ from cloud_hf.training.thermo import (
 )
 
 BASE_CONFIG = "recipes/configs/thermo_dos.yaml"
+PREVIOUS = {"composition_features": "false", "dos_loss_weight": "1", "cumulative_dos_loss_weight": "0",
+            "num_train_epochs": "40", "members": "1"}
+"""The settings before this sweep; every variant states its changes to them, so a variant means the same run
+whatever ``BASE_CONFIG`` (which carries the settings chosen here) says now."""
+COMPOSITION = {"composition_features": "true"}
+CUMULATIVE = {"dos_loss_weight": "0", "cumulative_dos_loss_weight": "1"}  # the README's runs of it spelt this
+# as the then option `dos_loss: cumulative` (the cumulative term in place of the per-point one): the same loss
+MIXED = {"dos_loss_weight": "0.1", "cumulative_dos_loss_weight": "1"}
+ENSEMBLE = {"members": "5", "bootstrap": "false"}
+EPOCHS_80 = {"num_train_epochs": "80"}
+AGL = {"labels": ["dos", "cv_curve", "entropy", "agl"]}
+
+
+def options(*changes: dict[str, str | list[str]]) -> list[str]:
+    """The command-line options of a variant: :data:`PREVIOUS` updated by ``changes`` in turn."""
+    argv: list[str] = []
+    for key, value in {key: value for settings in (PREVIOUS, *changes) for key, value in settings.items()}.items():
+        argv += [f"--{key}", *(value if isinstance(value, list) else [value])]
+    return argv
+
+
 VARIANTS: dict[str, list[str]] = {
-    "base": [],
-    "composition": ["--composition_features", "true"],
-    "composition_80ep": ["--composition_features", "true", "--num_train_epochs", "80"],
-    "composition_agl": ["--composition_features", "true", "--labels", "dos", "cv_curve", "entropy", "agl"],
-    "composition_lr1e-3": ["--composition_features", "true", "--learning_rate", "1e-3"],
-    "composition_wd0.1": ["--composition_features", "true", "--weight_decay", "0.1"],
-    "composition_drop0.2": ["--composition_features", "true", "--head_dropout", "0.2"],
-    "composition_cv_only": ["--composition_features", "true", "--labels", "cv_curve", "entropy"],
-    "composition_no_entropy": ["--composition_features", "true", "--labels", "dos", "cv_curve"],
-    "composition_dos0.1": ["--composition_features", "true", "--dos_loss_weight", "0.1"],
-    "composition_cumulative": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1"],
-    "cumulative_80ep": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
-    "cumulative_lld0.7": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--layer_lr_decay", "0.7"],
-    "cumulative_agl": ["--composition_features", "true", "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1",
-                       "--labels", "dos", "cv_curve", "entropy", "agl"],
-    "ens5_bins": ["--composition_features", "true", "--members", "5", "--bootstrap", "false"],
-    "ens5_bins_bootstrap": ["--composition_features", "true", "--members", "5", "--bootstrap", "true"],
-    "ens5_cumulative": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
-                        "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1"],
-    "ens5_mixed": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
-                   "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1"],
-    "ens5_cumulative_80ep": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
-                             "--dos_loss_weight", "0", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
-    "ens5_mixed_80ep": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
-                        "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1", "--num_train_epochs", "80"],
-    "mixed": ["--composition_features", "true", "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1"],
-    "mixed_agl": ["--composition_features", "true", "--dos_loss_weight", "0.1", "--cumulative_dos_loss_weight", "1",
-                  "--labels", "dos", "cv_curve", "entropy", "agl"],
-    "ens5_dos0.1": ["--composition_features", "true", "--members", "5", "--bootstrap", "false",
-                    "--dos_loss_weight", "0.1"],
+    "base": options(),
+    "composition": options(COMPOSITION),
+    "composition_80ep": options(COMPOSITION, EPOCHS_80),
+    "composition_agl": options(COMPOSITION, AGL),
+    "composition_lr1e-3": options(COMPOSITION, {"learning_rate": "1e-3"}),
+    "composition_wd0.1": options(COMPOSITION, {"weight_decay": "0.1"}),
+    "composition_drop0.2": options(COMPOSITION, {"head_dropout": "0.2"}),
+    "composition_cv_only": options(COMPOSITION, {"labels": ["cv_curve", "entropy"]}),
+    "composition_no_entropy": options(COMPOSITION, {"labels": ["dos", "cv_curve"]}),
+    "composition_dos0.1": options(COMPOSITION, {"dos_loss_weight": "0.1"}),
+    "composition_cumulative": options(COMPOSITION, CUMULATIVE),
+    "cumulative_80ep": options(COMPOSITION, CUMULATIVE, EPOCHS_80),
+    "cumulative_lld0.7": options(COMPOSITION, CUMULATIVE, {"layer_lr_decay": "0.7"}),
+    "cumulative_agl": options(COMPOSITION, CUMULATIVE, AGL),
+    "mixed": options(COMPOSITION, MIXED),
+    "mixed_agl": options(COMPOSITION, MIXED, AGL),
+    "ens5_bins": options(COMPOSITION, ENSEMBLE),
+    "ens5_bins_bootstrap": options(COMPOSITION, ENSEMBLE, {"bootstrap": "true"}),
+    "ens5_dos0.1": options(COMPOSITION, ENSEMBLE, {"dos_loss_weight": "0.1"}),
+    "ens5_cumulative": options(COMPOSITION, ENSEMBLE, CUMULATIVE),
+    "ens5_cumulative_80ep": options(COMPOSITION, ENSEMBLE, CUMULATIVE, EPOCHS_80),
+    "ens5_mixed": options(COMPOSITION, ENSEMBLE, MIXED),
+    "ens5_mixed_80ep": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80),
 }
 METRICS = [f"cv_mae_{int(t)}K" for t in EVAL_TEMPERATURES] + ["s_mae_300K"]
 

@@ -69,6 +69,12 @@ DEFAULT_FREQUENCIES = [float(omega) for omega in range(20, 1001, 20)]
 """The DOS head's default grid, cm⁻¹: the phonon data's 20 cm⁻¹ bins (its ω = 0 point is the Debye onset)."""
 THERMO_UNITS = {"heat_capacity": "J/(mol·K)", "entropy": "J/(mol·K)", "internal_energy": "J/mol",
                 "free_energy": "J/mol"}
+THERMO_DEFAULTS: dict[str, Any] = {
+    "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES, "thermo_dos_prior": None,
+    "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
+    "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
+}
+"""The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
 _FREQUENCY_SCALE = 300.0  # cm⁻¹: typical phonon frequency, the scale of the Debye–Einstein frequencies
 _DOS_LOSS_SCALE = 3.0 / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
@@ -87,11 +93,7 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
     """
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update({
-        "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES,
-        "thermo_dos_prior": None, "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
-        "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0,
-        "thermo_cumulative_dos_loss_weight": 0.0,
-        **{key: value for key, value in settings.items() if key.startswith("thermo_")}, **overrides,
+        **THERMO_DEFAULTS, **{key: value for key, value in settings.items() if key.startswith("thermo_")}, **overrides,
     })
     settings["architectures"] = ["CloudThermoModel"]
     config = CloudConfig.from_dict(settings)
@@ -156,7 +158,7 @@ class CloudThermoMember(nn.Module):
         self.cloud = CloudModel(config)
         self.head = CloudPredictionHead(config, num_outputs=num_outputs)
         self.composition = None
-        if getattr(config, "thermo_composition_features", False):
+        if config.thermo_composition_features:
             self.composition = nn.Sequential(nn.Linear(NUM_COMPOSITION_FEATURES, config.hidden_size), nn.SiLU(),
                                              nn.Linear(config.hidden_size, config.hidden_size))
 
@@ -193,6 +195,9 @@ class CloudThermoModel(CloudPreTrainedModel):
     """
 
     def __init__(self, config: CloudConfig):
+        for key, value in THERMO_DEFAULTS.items():  # a setting added after a checkpoint was saved: its default
+            if not hasattr(config, key):
+                setattr(config, key, value)
         super().__init__(config)
         self.head_kind = config.thermo_head
         grid = [float(omega) for omega in config.thermo_frequencies]
@@ -202,7 +207,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         self.members = nn.ModuleList(
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
-        self.uses_composition = bool(getattr(config, "thermo_composition_features", False))
+        self.uses_composition = bool(config.thermo_composition_features)
         if self.uses_composition:  # token tables of cloud_hf.composition, saved with the weights
             vocab_size = config.vocab_size
             self.register_buffer("composition_is_element", torch.zeros(vocab_size))
@@ -283,9 +288,8 @@ class CloudThermoModel(CloudPreTrainedModel):
             prior = self.config.thermo_dos_prior
             prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(grid.numel())
             density = nn.functional.softplus(raw + prior) + 1e-6  # strictly positive: the total never vanishes
-            onset = density[..., 0] * grid[0] / 3.0  # modes of the Debye onset below the first point
-            trapezoid = ((density[..., 1:] + density[..., :-1]) / 2.0 * grid.diff()).sum(-1)
-            per_atom = density * (3.0 / (trapezoid + onset)).unsqueeze(-1)
+            onset, steps = _mode_steps(density, grid)
+            per_atom = density * (3.0 / (steps.sum(-1) + onset[..., 0])).unsqueeze(-1)
             return _MemberSpectra(dos=per_atom * atoms)
         num_einstein = self.config.thermo_num_einstein
         debye_frequency = _FREQUENCY_SCALE * nn.functional.softplus(raw[..., 0] + _SOFTPLUS_ONE) + 1.0
@@ -394,8 +398,8 @@ class CloudThermoModel(CloudPreTrainedModel):
         if dos_labels is not None and self.head_kind == "dos":
             per_atom = spectra.dos / n_atoms.to(spectra.dos)[:, None, None]
             labels = torch.as_tensor(dos_labels).to(per_atom)[:, None, :]
-            bins_weight = float(getattr(self.config, "thermo_dos_loss_weight", 1.0))
-            cumulative_weight = float(getattr(self.config, "thermo_cumulative_dos_loss_weight", 0.0))
+            bins_weight = float(self.config.thermo_dos_loss_weight)
+            cumulative_weight = float(self.config.thermo_cumulative_dos_loss_weight)
             if bins_weight:
                 terms.append(bins_weight * _weighted_l1(per_atom, labels, _DOS_LOSS_SCALE, weights))
             if cumulative_weight:
@@ -471,12 +475,19 @@ def _mean_std(values: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.T
     return mean, std
 
 
+def _mode_steps(density: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How the DOS head counts the modes of ``density`` `(..., M)` on ``grid`` (cm⁻¹): those of the Debye ω² onset
+    below the first point `(..., 1)` and those of each trapezoid between neighbouring points `(..., M − 1)`."""
+    onset = density[..., :1] * grid[0] / 3.0
+    steps = (density[..., 1:] + density[..., :-1]) / 2.0 * grid.diff()
+    return onset, steps
+
+
 def _cumulative_modes(density: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Modes below each grid frequency, per atom: the Debye onset below the first point plus the trapezoids up to
     it (NaN where ``density`` is NaN). Its L1 distance is the Wasserstein-1 (earth mover's) distance of two spectra:
     a peak predicted 20 cm⁻¹ off costs in proportion to the shift, not as two missed bins."""
-    onset = density[..., :1] * grid[0] / 3.0
-    steps = (density[..., 1:] + density[..., :-1]) / 2.0 * grid.diff()
+    onset, steps = _mode_steps(density, grid)
     return torch.cat([onset, onset + steps.cumsum(-1)], dim=-1)
 
 
@@ -489,4 +500,4 @@ def _weighted_l1(prediction: torch.Tensor, labels: torch.Tensor, scale: torch.Te
     return (error * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1e-12)
 
 
-__all__ = ["THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]
+__all__ = ["THERMO_DEFAULTS", "THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import unittest
+from collections.abc import Callable
 
 import torch
 from _suites import suite
@@ -21,6 +22,7 @@ from cloud_hf import (
     CloudForRegression,
     CloudModel,
 )
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
 
 modeling_common = suite("test_modeling_common")
 configuration_common = suite("test_configuration_common")
@@ -129,23 +131,26 @@ class CloudModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
             super().test_training_gradient_checkpointing_use_reentrant_true()
 
 
-for _name in dir(modeling_common.ModelTesterMixin):
-    if _name.startswith("test_eager_matches_sdpa_inference") and "pad_left" in _name:
-        setattr(CloudModelTest, _name, unittest.skip(LEFT_PADDING_REFUSED)(getattr(modeling_common.ModelTesterMixin, _name)))
+def skip_mixin_tests(test_class: type, wanted: Callable[[str], bool], reason: str) -> None:
+    """Skip, with ``reason``, each of transformers' ``ModelTesterMixin`` tests on ``test_class`` whose name ``wanted``
+    accepts (parametrised tests have one method per case, so they are picked by name)."""
+    for name in dir(modeling_common.ModelTesterMixin):
+        if name.startswith("test_") and wanted(name):
+            setattr(test_class, name, unittest.skip(reason)(getattr(modeling_common.ModelTesterMixin, name)))
+
+
+skip_mixin_tests(CloudModelTest, lambda name: name.startswith("test_eager_matches_sdpa_inference") and "pad_left" in name,
+                 LEFT_PADDING_REFUSED)
 
 
 class CloudThermoModelTester(CloudModelTester):
     """The thermodynamics head as a 2-member deep ensemble of DOS heads with composition descriptors."""
 
     def get_config(self) -> CloudConfig:
-        from cloud_hf.modeling_cloud_thermo import thermo_config
-
         return thermo_config(super().get_config(), thermo_members=2, thermo_composition_features=True)
 
 
 class CloudThermoModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
-    from cloud_hf.modeling_cloud_thermo import CloudThermoModel
-
     all_model_classes = (CloudThermoModel,)
     test_resize_position_embeddings = False
 
@@ -168,9 +173,7 @@ ENSEMBLE_HAS_NO_SINGLE_ENCODER = (
     "states or attentions to return, nor one input-embedding table to get, set or resize (every encoder is "
     "covered by CloudModelTest above)"
 )
-for _name in dir(modeling_common.ModelTesterMixin):
-    if _name.startswith(("test_attention_outputs", "test_hidden_states_output", "test_retain_grad_hidden_states",
-                         "test_eager_matches_sdpa_inference", "test_model_get_set_embeddings",
-                         "test_resize_tokens_embeddings")):
-        setattr(CloudThermoModelTest, _name,
-                unittest.skip(ENSEMBLE_HAS_NO_SINGLE_ENCODER)(getattr(modeling_common.ModelTesterMixin, _name)))
+skip_mixin_tests(CloudThermoModelTest, lambda name: name.startswith((
+    "test_attention_outputs", "test_hidden_states_output", "test_retain_grad_hidden_states",
+    "test_eager_matches_sdpa_inference", "test_model_get_set_embeddings", "test_resize_tokens_embeddings",
+)), ENSEMBLE_HAS_NO_SINGLE_ENCODER)
