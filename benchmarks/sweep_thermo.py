@@ -2,11 +2,14 @@
 
     OMP_NUM_THREADS=1 python benchmarks/sweep_thermo.py --variant base --variant composition [--split-seeds 0 1 2]
     python benchmarks/sweep_thermo.py --table            # the table of every finished run under --output
+    python benchmarks/sweep_thermo.py --std-scale ens5_mixed_80ep  # the ensemble std scale pooled over its carves
 
 Each variant is a list of recipe options on top of ``recipes/configs/thermo_dos.yaml``; every run trains on one
 seeded carve of the 887 non-test phonon crystals and is scored on that carve's validation crystals (89). The test
 split is never loaded or scored here (``train_thermo(..., evaluate_test=False)``): this is where choices are made,
 and ``benchmarks/bench_thermo.py`` reports the chosen ones on test. Runs already finished are reused.
+``--std-scale`` pools a variant's carve runs' validation |error|/σ ratios into the one std scale a final fit on
+all non-test crystals (recipe option ``final_fit``, which leaves no validation to fit it on) is given.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ CUMULATIVE = {"dos_loss_weight": "0", "cumulative_dos_loss_weight": "1"}  # the 
 MIXED = {"dos_loss_weight": "0.1", "cumulative_dos_loss_weight": "1"}
 ENSEMBLE = {"members": "5", "bootstrap": "false"}
 EPOCHS_80 = {"num_train_epochs": "80"}
+MASS_SCALING = {"mass_scaling": "true"}
+DROPOUT_02 = {"head_dropout": "0.2", "config_overrides": "{hidden_dropout_prob: 0.2}"}
 AGL = {"labels": ["dos", "cv_curve", "entropy", "agl"]}
 
 
@@ -71,6 +76,10 @@ VARIANTS: dict[str, list[str]] = {
     "ens5_cumulative_80ep": options(COMPOSITION, ENSEMBLE, CUMULATIVE, EPOCHS_80),
     "ens5_mixed": options(COMPOSITION, ENSEMBLE, MIXED),
     "ens5_mixed_80ep": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80),
+    "ens5_mixed_80ep_mass": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, MASS_SCALING),
+    "ens5_mixed_80ep_dropout0.2": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, DROPOUT_02),
+    "mixed_80ep": options(COMPOSITION, MIXED, EPOCHS_80),
+    "mixed_80ep_mass": options(COMPOSITION, MIXED, EPOCHS_80, MASS_SCALING),
 }
 METRICS = [f"cv_mae_{int(t)}K" for t in EVAL_TEMPERATURES] + ["s_mae_300K"]
 
@@ -84,6 +93,29 @@ def run_variant(name: str, split_seed: int, output: Path) -> dict[str, float]:
     data, model, training = parse_recipe_arguments(options, [
         BASE_CONFIG, "--output_dir", str(folder), "--split_seed", str(split_seed), *VARIANTS[name]])
     return train_thermo(data, model, training, evaluate_test=False).validation_metrics
+
+
+def carves_std_scale(name: str, output: Path) -> float:
+    """The ensemble std scale pooled over the finished carve runs of ``name`` (each on its own validation)."""
+    from transformers import AutoTokenizer
+
+    from cloud_hf.modeling_cloud_thermo import CloudThermoModel
+    from cloud_hf.phonons import load_phonon_table, phonon_splits
+    from cloud_hf.training.thermo_evaluation import pooled_std_scale
+
+    table = load_phonon_table(ThermoDataArguments().phonon_file)
+    runs = []
+    for path in sorted(output.glob(f"{name}_split*/metrics.json")):
+        data = json.loads(path.read_text())["options"]["data"]
+        validation = phonon_splits(table, data["validation_fraction"], data["split_seed"])[1]
+        folder = path.parent / "model"
+        runs.append((CloudThermoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), validation))
+    if not runs:
+        raise SystemExit(f"no finished runs of {name} under {output}")
+    scale = pooled_std_scale(runs)
+    print(f"{name}: std scale pooled over {len(runs)} carves ({sum(len(run[2]) for run in runs)} validation "
+          f"crystals): {scale:.4f} (each alone: {', '.join(f'{run[0].config.thermo_std_scale:.3f}' for run in runs)})")
+    return scale
 
 
 def print_table(output: Path) -> None:
@@ -109,8 +141,12 @@ def main() -> None:
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output", default="outputs/sweep_thermo")
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    parser.add_argument("--std-scale", metavar="VARIANT", help="only print VARIANT's std scale pooled over its carves")
     arguments = parser.parse_args()
     output = Path(arguments.output)
+    if arguments.std_scale:
+        carves_std_scale(arguments.std_scale, output)
+        return
     if not arguments.table:
         for name in arguments.variant:
             for seed in arguments.split_seeds:

@@ -133,3 +133,104 @@ def test_composition_tables_need_a_model_built_for_them_and_element_tokens():
 
     with pytest.raises(CloudConfigError, match="no element-symbol tokens"):
         model.set_composition_tables(NoElements())
+
+
+# --- the mass-reduced frequency axis of the dos head (thermo_mass_scaling) ------------------------------------------
+
+NACL, NACL2 = [0, 10, 3, 5, 4, 6, 2], [0, 10, 3, 5, 4, 7, 2]  # Na 4a Cl 4b; Na 4a Cl 8c
+
+
+def mass_scaled_model(**settings) -> CloudThermoModel:
+    torch.manual_seed(0)
+    model = CloudThermoModel(thermo_config(CloudConfig(**TINY), thermo_members=2, thermo_composition_features=True,
+                                           thermo_mass_scaling=True, **settings))
+    model.set_composition_tables(_Vocab())
+    return model.eval()
+
+
+def silence_heads(model: CloudThermoModel) -> None:
+    """Zero every member's output layer: the spectrum is then the prior alone, the same reduced g̃ for any crystal."""
+    with torch.no_grad():
+        for member in model.members:
+            last = [module for module in member.head.modules() if isinstance(module, torch.nn.Linear)][-1]
+            last.weight.zero_()
+            last.bias.zero_()
+
+
+def test_mass_stretch_is_the_root_of_the_geometric_mean_mass_over_the_reference():
+    model = mass_scaled_model(thermo_reference_mass=25.0)
+    ids = torch.tensor([NACL, NACL2])
+    stretch = model.mass_stretch(model.composition_features(ids, None))
+    na, cl = Element("Na").atomic_mass, Element("Cl").atomic_mass
+    expected = [math.sqrt(math.sqrt(na * cl) / 25.0), math.sqrt(na ** (1 / 3) * cl ** (2 / 3) / 25.0)]
+    assert stretch.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_mass_scaled_dos_is_the_reduced_spectrum_read_at_the_stretched_frequencies():
+    """With the heads silenced, each crystal's per-atom DOS is g̃(s·ω) normalised to 3 modes (numpy.interp), so the
+    heavier crystal's spectrum sits lower; and it is a normalised DOS whose thermodynamics stay consistent."""
+    import numpy as np
+
+    model = mass_scaled_model().double()
+    reduced = np.asarray(model.reduced_frequencies)
+    prior = np.log(np.expm1(3.0 * np.exp(-(((reduced - 300.0) / 120.0) ** 2)) / 400.0 + 1e-4))
+    model.config.thermo_dos_prior = prior.tolist()
+    silence_heads(model)
+    ids = torch.tensor([NACL, NACL2])
+    temperature = torch.tensor([[30.0, 300.0]] * 2, dtype=torch.float64, requires_grad=True)
+    output = model(input_ids=ids, temperature=temperature, n_atoms=torch.tensor([2, 3]))
+    grid = np.asarray(model.config.thermo_frequencies)
+    stretch = model.mass_stretch(model.composition_features(ids, None)).numpy()
+    for row, (atoms, s) in enumerate(zip([2, 3], stretch)):
+        density = np.interp(s * grid, reduced, np.logaddexp(0.0, prior), right=0.0) + 1e-6
+        modes = density[0] * grid[0] / 3.0 + np.trapezoid(density, grid)
+        np.testing.assert_allclose(output.dos[row].detach().numpy() / atoms, 3.0 * density / modes, rtol=1e-9)
+    dos = output.dos.detach()
+    mean_frequency = (dos * model.frequencies.double()).sum(-1) / dos.sum(-1)
+    assert float(mean_frequency[1]) < float(mean_frequency[0])  # NaCl2 is the heavier on average (Cl > Na)
+    (d_energy,) = torch.autograd.grad(output.internal_energy.sum(), temperature)
+    torch.testing.assert_close(d_energy, output.heat_capacity, rtol=1e-8, atol=1e-9)
+
+
+def test_mass_scaled_prior_starts_the_head_at_the_training_spectrum():
+    """dos_prior on the reduced axis: trained on one crystal, the silenced head gives back that crystal's spectrum
+    (its C_v within 0.5 %: two linear interpolations between 10 and 20 cm⁻¹ grids)."""
+    import numpy as np
+
+    from cloud_hf.thermodynamics import dos_thermodynamics
+    from cloud_hf.training.thermo import dos_prior
+
+    model = mass_scaled_model()
+    grid = np.asarray(model.config.thermo_frequencies)
+    label = np.exp(-(((grid - 250.0) / 60.0) ** 2)) + 0.3 * np.exp(-(((grid - 90.0) / 30.0) ** 2))
+    label *= 3.0 / (label[0] * grid[0] / 3.0 + np.trapezoid(label, grid))
+    model.config.thermo_dos_prior = dos_prior(model, [{"input_ids": NACL, "dos_labels": label.astype(np.float32)}])
+    assert len(model.config.thermo_dos_prior) == len(model.reduced_frequencies)
+    silence_heads(model)
+    temperatures = torch.tensor([50.0, 100.0, 300.0])
+    output = model(input_ids=torch.tensor([NACL]), temperature=temperatures, n_atoms=torch.tensor([1]))
+    expected = dos_thermodynamics(torch.tensor(grid), torch.tensor(label)[None], temperatures.double()[None], 1.0,
+                                  low_frequency="debye").heat_capacity
+    torch.testing.assert_close(output.heat_capacity.double(), expected, rtol=5e-3, atol=0)
+
+
+@pytest.mark.parametrize("settings", [{"thermo_composition_features": False},
+                                      {"thermo_head": "debye-einstein", "thermo_composition_features": True}])
+def test_mass_scaling_needs_the_dos_head_and_the_composition(settings):
+    with pytest.raises(CloudConfigError, match=r"thermo_mass_scaling .* needs thermo_head 'dos'"):
+        thermo_config(CloudConfig(**TINY), thermo_mass_scaling=True, **settings)
+
+
+def test_interpolation_on_the_reduced_grid_is_numpys_with_zero_beyond_the_end():
+    import numpy as np
+
+    from cloud_hf.modeling_cloud_thermo import _interpolate_uniform
+
+    generator = np.random.default_rng(0)
+    values = generator.random((3, 2, 13))
+    query = generator.uniform(0.0, 140.0, (3, 2, 40))  # the grid ends at 120
+    result = _interpolate_uniform(torch.tensor(values), 10.0, torch.tensor(query)).numpy()
+    reduced = np.arange(13) * 10.0
+    expected = np.array([[np.interp(q, reduced, v, right=0.0) for q, v in zip(qs, vs)]
+                         for qs, vs in zip(query, values)])
+    np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)

@@ -217,11 +217,12 @@ def test_bad_inputs_name_the_argument(kwargs, message):
         tiny_model("dos")(**batch(), **kwargs)
 
 
-def test_composition_features_are_refused_for_the_debye_head():
-    _, model, _ = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye"])
+@pytest.mark.parametrize("option", [["--mass_scaling", "true", "--composition_features", "false"], []])
+def test_composition_features_and_mass_scaling_are_refused_for_the_debye_head(option):
+    _, model, _ = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye", *option])
     from cloud_hf.training.thermo import build_model
 
-    with pytest.raises(CloudConfigError, match="composition_features is an input of the dos and debye-einstein"):
+    with pytest.raises(CloudConfigError, match="composition_features and mass_scaling are options of the thermo"):
         build_model(model, [])
 
 
@@ -345,3 +346,57 @@ def test_pipeline_keeps_every_row_and_reports_std(tmp_path):
     assert records[("heat_capacity", 300.0)]["value"] == pytest.approx(
         results[0]["n_atoms"] * records[("heat_capacity_per_atom", 300.0)]["value"])
     assert results[0]["properties"] == results[2]["properties"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--eval_strategy", "epoch"], "final_fit trains on the validation crystals too: set eval_strategy 'no'"),
+    ([], "final_fit leaves no validation crystals to fit the ensemble std scale on: give std_scale"),
+])
+def test_final_fit_needs_a_fixed_epoch_count_and_a_given_std_scale(options, message):
+    from cloud_hf.training.thermo import check_final_fit
+
+    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--final_fit", "true", *options])
+    with pytest.raises(CloudConfigError, match=message):
+        check_final_fit(data, model, training)
+    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--final_fit", "true",
+                                           "--std_scale", "4.7"])
+    check_final_fit(data, model, training)  # accepted
+
+
+def test_final_fit_trains_on_every_crystal_but_the_test_split():
+    from cloud_hf.phonons import DEFAULT_PHONON_FILE, load_phonon_table
+    from cloud_hf.training.thermo import thermo_splits
+
+    if not DEFAULT_PHONON_FILE.is_file():
+        pytest.skip(f"{DEFAULT_PHONON_FILE} is not present")
+    table = load_phonon_table()
+    data, _, _ = parse_options(["recipes/configs/thermo_smoke.yaml", "--max_train_rows", "null"])
+    train, validation, test = thermo_splits(data, table)
+    data.final_fit = True
+    final_train, final_validation, final_test = thermo_splits(data, table)
+    assert sorted(final_train.mp_ids) == sorted(train.mp_ids + validation.mp_ids)
+    assert not set(final_train.mp_ids) & set(test.mp_ids) and len(final_train) + len(test) == len(table)
+    assert final_validation.mp_ids == validation.mp_ids and final_test.mp_ids == test.mp_ids
+
+
+def test_std_scale_puts_the_target_share_of_truths_within_two_sigma():
+    from cloud_hf.training.thermo_evaluation import EVAL_TEMPERATURES, scaled_std, std_scale
+
+    n, temperatures = 200, len(EVAL_TEMPERATURES) + 1
+    truth = np.full((n, temperatures), 20.0)
+
+    class Table:
+        def thermo_labels(self, wanted):
+            assert len(wanted) == temperatures
+            return truth, truth
+
+    generator = np.random.default_rng(0)
+    sigma = generator.uniform(0.1, 1.0, (n, temperatures))
+    prediction = {"heat_capacity": truth + sigma * generator.standard_t(3, (n, temperatures)),
+                  "heat_capacity_std": sigma / 3.0, "entropy": truth, "entropy_std": sigma}
+    scale = std_scale(prediction, Table(), target_coverage=0.9)
+    scaled = scaled_std(prediction, scale)
+    within = np.abs(scaled["heat_capacity"] - truth)[:, :-1] <= 2.0 * scaled["heat_capacity_std"][:, :-1]
+    assert within.mean() == pytest.approx(0.9, abs=1.0 / within.size)
+    assert scaled["entropy_std"] is not prediction["entropy_std"] and scaled["entropy"] is prediction["entropy"]
+    np.testing.assert_allclose(scaled["entropy_std"], sigma * scale)

@@ -71,10 +71,27 @@ def element_token_table(vocab: Mapping[str, int], vocab_size: int) -> tuple[torc
             atom_counts[index] = float(match.group(1))
         elif _FRACTION_TOKEN.match(token):
             atom_counts[index] = float(token)
-    rows = properties[is_element.bool()]
-    mean, std = rows.nanmean(0), torch.sqrt(((rows - rows.nanmean(0)) ** 2).nanmean(0)).clamp(min=1e-6)
+    mean, std = _property_statistics(properties[is_element.bool()])
     standardised = ((properties - mean) / std).nan_to_num(0.0) * is_element[:, None]
     return is_element, standardised, atom_counts
+
+
+def _property_statistics(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (ddof 0, ≥ 1e-6) of each property over the element rows, NaN skipped."""
+    mean = rows.nanmean(0)
+    return mean, torch.sqrt(((rows - mean) ** 2).nanmean(0)).clamp(min=1e-6)
+
+
+def ln_mass_statistics(vocab: Mapping[str, int], vocab_size: int) -> torch.Tensor:
+    """``[mean, std]`` of ln(mass/amu) over the vocabulary's elements: what [`element_token_table`] standardised
+    ``ln_atomic_mass`` by, so ``mean + std · feature`` turns the pooled feature back into ln(mass/amu)."""
+    rows = [values for token, index in vocab.items() if index < vocab_size
+            and (values := _element_properties(token)) is not None]
+    if not rows:
+        raise ValueError("the vocabulary has no element-symbol tokens")
+    mean, std = _property_statistics(torch.tensor(rows))
+    column = ELEMENT_PROPERTIES.index("ln_atomic_mass")
+    return torch.stack([mean[column], std[column]])
 
 
 def pooled_composition_features(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -101,5 +118,5 @@ def pooled_composition_features(input_ids: torch.Tensor, attention_mask: torch.T
     return torch.where(present.any(1), features, torch.zeros_like(features))
 
 
-__all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "element_token_table",
+__all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "element_token_table", "ln_mass_statistics",
            "pooled_composition_features"]

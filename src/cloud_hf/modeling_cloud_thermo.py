@@ -19,7 +19,10 @@ and scaled by ``n_atoms``, so a crystal's primitive and conventional cells get p
 
 With ``config.thermo_composition_features`` every member's head also reads composition descriptors (atom-weighted
 element properties) pooled from the SCOPE tokens themselves (:mod:`cloud_hf.composition`); the token tables are
-buffers saved with the weights.
+buffers saved with the weights. With ``config.thermo_mass_scaling`` as well, the DOS head predicts the spectrum on a
+mass-reduced axis u = ω·s, s = √(m̄/m_ref)·e^δ (m̄: the atoms' geometric-mean mass; m_ref:
+``config.thermo_reference_mass``; δ: a learned per-crystal correction), since ω ∝ √(k/m): the head then learns the
+force constants' share of the spectrum and the masses stretch it, instead of each bin learning both.
 
 ``config.thermo_members`` members (≥ 1) form a deep ensemble in one model folder: the output is the members'
 mean and standard deviation (ddof 1, times ``config.thermo_std_scale``, a factor fitted on validation data). Each
@@ -47,6 +50,7 @@ from cloud_hf.composition import (
     ELEMENT_PROPERTIES,
     NUM_COMPOSITION_FEATURES,
     element_token_table,
+    ln_mass_statistics,
     pooled_composition_features,
 )
 from cloud_hf.configuration_cloud import CloudConfig
@@ -73,6 +77,8 @@ THERMO_DEFAULTS: dict[str, Any] = {
     "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES, "thermo_dos_prior": None,
     "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
     "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
+    "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
+    "thermo_reduced_frequency_max": 1200.0,
 }
 """The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
@@ -90,6 +96,9 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
     composition descriptors of :mod:`cloud_hf.composition`, pooled from the SCOPE tokens), and the weights of the two
     DOS losses against the C_v and S terms: ``thermo_dos_loss_weight`` (L1 per DOS point) and
     ``thermo_cumulative_dos_loss_weight`` (L1 of the cumulative mode count: a Wasserstein-1 distance).
+    ``thermo_mass_scaling`` (dos head with composition features) predicts the DOS on the mass-reduced axis
+    u = ω·√(m̄/``thermo_reference_mass`` amu)·e^δ, on a uniform grid 0, ``thermo_reduced_frequency_step``, …,
+    ``thermo_reduced_frequency_max`` (cm⁻¹ at m̄ = m_ref); ``thermo_dos_prior`` is then on that grid.
     """
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update({
@@ -101,6 +110,9 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
         raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
     if not int(config.thermo_members) >= 1:
         raise CloudConfigError(f"thermo_members must be ≥ 1, got {config.thermo_members}")
+    if config.thermo_mass_scaling and (config.thermo_head != "dos" or not config.thermo_composition_features):
+        raise CloudConfigError("thermo_mass_scaling stretches the dos head's spectrum by the atoms' mean mass: it "
+                               "needs thermo_head 'dos' and thermo_composition_features true")
     return config
 
 
@@ -203,7 +215,11 @@ class CloudThermoModel(CloudPreTrainedModel):
         grid = [float(omega) for omega in config.thermo_frequencies]
         if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
             raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
-        num_spectrum = len(grid) if self.head_kind == "dos" else 1 + 2 * config.thermo_num_einstein
+        self.mass_scaling = bool(config.thermo_mass_scaling)
+        if self.mass_scaling:  # the reduced-axis DOS and the stretch correction δ
+            num_spectrum = len(self.reduced_frequencies) + 1
+        else:
+            num_spectrum = len(grid) if self.head_kind == "dos" else 1 + 2 * config.thermo_num_einstein
         self.members = nn.ModuleList(
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
@@ -213,6 +229,8 @@ class CloudThermoModel(CloudPreTrainedModel):
             self.register_buffer("composition_is_element", torch.zeros(vocab_size))
             self.register_buffer("composition_properties", torch.zeros(vocab_size, len(ELEMENT_PROPERTIES)))
             self.register_buffer("composition_atom_counts", torch.zeros(vocab_size))
+        if self.mass_scaling:  # [mean, std] of ln(m/amu) over the vocabulary's elements
+            self.register_buffer("composition_ln_mass_statistics", torch.zeros(2))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -222,6 +240,8 @@ class CloudThermoModel(CloudPreTrainedModel):
         if module is self and self.uses_composition:
             for buffer in (self.composition_is_element, self.composition_properties, self.composition_atom_counts):
                 init.zeros_(buffer)
+        if module is self and self.mass_scaling:
+            init.zeros_(self.composition_ln_mass_statistics)
 
     def set_composition_tables(self, tokenizer: Any) -> None:
         """Fill the composition token tables from ``tokenizer``'s vocabulary (pymatgen element data); a model built
@@ -234,6 +254,9 @@ class CloudThermoModel(CloudPreTrainedModel):
         for buffer, table in zip((self.composition_is_element, self.composition_properties,
                                   self.composition_atom_counts), tables):
             buffer.copy_(table.to(buffer))
+        if self.mass_scaling:
+            self.composition_ln_mass_statistics.copy_(ln_mass_statistics(tokenizer.get_vocab(), self.config.vocab_size)
+                                                      .to(self.composition_ln_mass_statistics))
 
     def composition_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """The pooled composition descriptors `(batch, NUM_COMPOSITION_FEATURES)` (None without them)."""
@@ -278,16 +301,40 @@ class CloudThermoModel(CloudPreTrainedModel):
         """The DOS grid ``config.thermo_frequencies``, cm⁻¹ (float32, on the model's device)."""
         return torch.tensor(self.config.thermo_frequencies, dtype=torch.float32, device=self.device)
 
+    @property
+    def reduced_frequencies(self) -> list[float]:
+        """The mass-reduced grid of ``thermo_mass_scaling``: 0, step, …, max (cm⁻¹ at m̄ = m_ref)."""
+        step, top = float(self.config.thermo_reduced_frequency_step), float(self.config.thermo_reduced_frequency_max)
+        if not 0.0 < step < top:
+            raise CloudConfigError(f"thermo_reduced_frequency_step must be in (0, max = {top}), got {step}")
+        return [step * index for index in range(round(top / step) + 1)]
+
+    def mass_stretch(self, composition: torch.Tensor) -> torch.Tensor:
+        """s₀ = √(m̄/m_ref) `(batch,)` from the pooled composition descriptors (m̄: the geometric-mean atomic mass,
+        from the standardised mean ln-mass feature and the vocabulary's ln-mass statistics)."""
+        mean, std = self.composition_ln_mass_statistics.to(composition)
+        ln_mass = mean + std * composition[:, ELEMENT_PROPERTIES.index("ln_atomic_mass")]
+        return torch.exp(0.5 * (ln_mass - math.log(float(self.config.thermo_reference_mass))))
+
     # --- spectra ---------------------------------------------------------------------------------------------------
 
-    def _spectra(self, raw: torch.Tensor, n_atoms: torch.Tensor) -> _MemberSpectra:
+    def _spectra(self, raw: torch.Tensor, n_atoms: torch.Tensor,
+                 composition: torch.Tensor | None = None) -> _MemberSpectra:
         """Member spectra per cell from the heads' spectrum outputs ``raw`` `(batch, members, P)`."""
         grid = self.frequencies.to(raw)
         atoms = n_atoms.to(raw)[:, None, None]
         if self.head_kind == "dos":
             prior = self.config.thermo_dos_prior
-            prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(grid.numel())
-            density = nn.functional.softplus(raw + prior) + 1e-6  # strictly positive: the total never vanishes
+            if self.mass_scaling:  # the reduced DOS g̃(u) read at u = s·ω on the grid: g(ω) ∝ g̃(s·ω)
+                values, correction = raw[..., :-1], raw[..., -1]
+                prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(values.shape[-1])
+                stretch = self.mass_stretch(composition)[:, None] * torch.exp(correction.clamp(-2.0, 2.0))
+                reduced = nn.functional.softplus(values + prior)
+                density = _interpolate_uniform(reduced, float(self.config.thermo_reduced_frequency_step),
+                                               stretch[..., None] * grid) + 1e-6
+            else:
+                prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(grid.numel())
+                density = nn.functional.softplus(raw + prior) + 1e-6  # strictly positive: the total never vanishes
             onset, steps = _mode_steps(density, grid)
             per_atom = density * (3.0 / (steps.sum(-1) + onset[..., 0])).unsqueeze(-1)
             return _MemberSpectra(dos=per_atom * atoms)
@@ -344,7 +391,7 @@ class CloudThermoModel(CloudPreTrainedModel):
                  else raw.new_ones(batch_size))
         if atoms.shape[0] != batch_size:
             raise CloudDataError(f"n_atoms has {atoms.shape[0]} entries for a batch of {batch_size} crystals")
-        spectra = self._spectra(raw[..., :-1], atoms)
+        spectra = self._spectra(raw[..., :-1], atoms, composition)
         agl_theta = self.config.debye_theta_scale * nn.functional.softplus(raw[..., -1] + _SOFTPLUS_ONE) + 1.0
 
         thermo = None
@@ -481,6 +528,18 @@ def _mode_steps(density: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor
     onset = density[..., :1] * grid[0] / 3.0
     steps = (density[..., 1:] + density[..., :-1]) / 2.0 * grid.diff()
     return onset, steps
+
+
+def _interpolate_uniform(values: torch.Tensor, step: float, query: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear ``values`` `(..., K)` given at 0, step, …, (K − 1)·step, read at ``query`` `(..., M)` (≥ 0;
+    0 beyond the last point): ``numpy.interp`` with ``right=0``, batched and differentiable in both."""
+    position = query / step
+    last = values.shape[-1] - 1
+    left = position.floor().clamp(0, last - 1)
+    fraction = position - left
+    index = left.long()
+    below, above = values.gather(-1, index), values.gather(-1, index + 1)
+    return torch.where(position <= last, below + fraction * (above - below), torch.zeros_like(position))
 
 
 def _cumulative_modes(density: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

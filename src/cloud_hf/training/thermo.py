@@ -26,17 +26,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from transformers import PreTrainedModel, set_seed
 
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
-from cloud_hf.phonons import DEFAULT_PHONON_FILE, load_phonon_table, phonon_splits
+from cloud_hf.phonons import DEFAULT_PHONON_FILE, PhononTable, load_phonon_table, phonon_splits
 from cloud_hf.training.arguments import CloudTrainingArguments, ModelArguments, option
 from cloud_hf.training.models import recipe_tokenizer
 from cloud_hf.training.reporting import write_json
-from cloud_hf.training.thermo_data import ThermoCollator, agl_examples, phonon_examples
-from cloud_hf.training.thermo_evaluation import EVAL_TEMPERATURES, evaluate_on, fit_std_scale
+from cloud_hf.training.thermo_data import ThermoCollator, agl_examples, pad_token_ids, phonon_examples
+from cloud_hf.training.thermo_evaluation import (
+    EVAL_TEMPERATURES,
+    evaluate_on,
+    scaled_std,
+    std_scale,
+    thermo_metrics,
+)
 from cloud_hf.training.trainer import build_trainer
 
 logger = logging.getLogger("cloud_hf.training.thermo")
@@ -68,6 +75,9 @@ class ThermoDataArguments:
     agl_file: str = option(str(_AGL_FILE), "AFLOW AGL θ_D rows (columns cif, debye_temperature in K).")
     agl_max_rows: int | None = option(None, "Read only the first N AGL rows; None: all.")
     max_train_rows: int | None = option(None, "Train on only the first N phonon training crystals (smoke runs).")
+    final_fit: bool = option(
+        False, "After the model choice: train on the validation carve too (every non-test crystal), for a fixed "
+               "number of epochs (set eval_strategy 'no'); the ensemble std scale is then model.std_scale.")
 
     def __post_init__(self) -> None:
         unknown = set(self.labels) - set(LABEL_SOURCES)
@@ -89,12 +99,18 @@ class ThermoModelArguments(ModelArguments):
     num_einstein: int = option(4, "Einstein frequencies of the debye-einstein head.")
     bootstrap: bool = option(True, "Poisson(1) bootstrap weights per member and crystal.")
     calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (95 per cent of truths within ±2σ).")
+    std_scale: float | None = option(
+        None, "A fixed ensemble std scale instead of the fit (a final fit's: e.g. pooled over the validation carves' "
+              "runs by benchmarks/sweep_thermo.py --std-scale).")
     head_dropout: float = option(0.1, "Dropout before the heads.")
     composition_features: bool = option(
         False, "Heads also read composition descriptors pooled from the SCOPE tokens (cloud_hf.composition).")
     dos_loss_weight: float = option(1.0, "Weight of the DOS loss per grid point (L1, against the C_v and S losses).")
     cumulative_dos_loss_weight: float = option(
         0.0, "Weight of the L1 loss of the cumulative mode count (the Wasserstein-1 distance of the spectra).")
+    mass_scaling: bool = option(
+        False, "The dos head predicts the DOS on a mass-reduced axis ω·√(m̄/m_ref), stretched per crystal by its "
+               "mean atomic mass (needs composition_features).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,23 +124,40 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
     checkpoint = Path(model_args.checkpoint)
     overrides = dict(model_args.config_overrides or {})
     if model_args.head == "debye":
-        if model_args.composition_features:
-            raise CloudConfigError("composition_features is an input of the dos and debye-einstein heads; the debye "
-                                   "head (CloudDebyeModel, the paper's) reads the tokens only: set it to false")
+        if model_args.composition_features or model_args.mass_scaling:
+            raise CloudConfigError("composition_features and mass_scaling are options of the thermo heads; the debye "
+                                   "head (CloudDebyeModel, the paper's) reads the tokens only: set them to false")
         return CloudDebyeModel.from_pretrained(checkpoint, head_dropout=model_args.head_dropout, **overrides)
-    prior = None
+    model = CloudThermoModel.from_encoder(checkpoint, tokenizer, thermo_head=model_args.head,
+                                          thermo_members=model_args.members, thermo_num_einstein=model_args.num_einstein,
+                                          head_dropout=model_args.head_dropout,
+                                          thermo_composition_features=model_args.composition_features,
+                                          thermo_dos_loss_weight=model_args.dos_loss_weight,
+                                          thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
+                                          thermo_mass_scaling=model_args.mass_scaling, **overrides)
     if model_args.head == "dos":
-        dos = np.stack([example["dos_labels"] for example in train_examples])
-        mean = np.nanmean(dos, axis=0) if not np.isnan(dos).all() else np.full(dos.shape[1], 3.0 / 1000.0)
-        mean = np.maximum(mean, 1e-5)
-        prior = np.log(np.expm1(mean)).tolist()  # softplus⁻¹
-    return CloudThermoModel.from_encoder(checkpoint, tokenizer, thermo_head=model_args.head,
-                                         thermo_members=model_args.members, thermo_num_einstein=model_args.num_einstein,
-                                         thermo_dos_prior=prior, head_dropout=model_args.head_dropout,
-                                         thermo_composition_features=model_args.composition_features,
-                                         thermo_dos_loss_weight=model_args.dos_loss_weight,
-                                         thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
-                                         **overrides)
+        model.config.thermo_dos_prior = dos_prior(model, train_examples)
+    return model
+
+
+def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> list[float]:
+    """The DOS head's start: softplus⁻¹ of the training crystals' mean per-atom DOS (on the mass-reduced axis,
+    each crystal's labels read at u/s₀, with ``thermo_mass_scaling``); an even spread where no DOS labels are."""
+    dos = np.stack([example["dos_labels"] for example in train_examples])
+    if np.isnan(dos).all():
+        size = len(model.reduced_frequencies) if model.mass_scaling else dos.shape[1]
+        return np.log(np.expm1(np.full(size, 3.0 / 1000.0))).tolist()
+    if model.mass_scaling:
+        rows = np.flatnonzero(~np.isnan(dos).any(axis=1))
+        ids, mask = pad_token_ids([train_examples[row]["input_ids"] for row in rows], model.config.pad_token_id)
+        with torch.no_grad():
+            stretch = model.mass_stretch(model.composition_features(ids, mask)).double().numpy()
+        grid = np.r_[0.0, np.asarray(model.config.thermo_frequencies, dtype=np.float64)]
+        reduced = np.asarray(model.reduced_frequencies)
+        dos = np.stack([np.interp(reduced / s, grid, np.r_[0.0, dos[row]], right=0.0)
+                        for s, row in zip(stretch, rows)])
+    mean = np.maximum(np.nanmean(dos, axis=0), 1e-5)
+    return np.log(np.expm1(mean)).tolist()  # softplus⁻¹
 
 
 @dataclass
@@ -133,9 +166,35 @@ class ThermoRun:
 
     model: PreTrainedModel
     tokenizer: Any
-    validation_metrics: dict[str, float]
+    validation_metrics: dict[str, float] | None
     test_metrics: dict[str, float] | None
     output_dir: Path
+
+
+def check_final_fit(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
+                    training_args: CloudTrainingArguments) -> None:
+    """A final fit trains on the validation crystals: nothing may be chosen or calibrated on them."""
+    if not data_args.final_fit:
+        return
+    if training_args.eval_strategy != "no" or training_args.load_best_model_at_end:
+        raise CloudConfigError("final_fit trains on the validation crystals too: set eval_strategy 'no' and "
+                               "load_best_model_at_end false (a fixed number of epochs)")
+    if model_args.members > 1 and model_args.calibrate_std and model_args.std_scale is None:
+        raise CloudConfigError("final_fit leaves no validation crystals to fit the ensemble std scale on: give "
+                               "std_scale (or calibrate_std false)")
+
+
+def thermo_splits(data_args: ThermoDataArguments, table: PhononTable) -> tuple[PhononTable, PhononTable, PhononTable]:
+    """Train, validation and test tables of a run: the committed test split, the seeded validation carve, and the
+    rest (with ``final_fit``, every non-test crystal; ``max_train_rows`` then caps it)."""
+    train_table, validation_table, test_table = phonon_splits(table, data_args.validation_fraction,
+                                                              data_args.split_seed)
+    if data_args.final_fit:
+        held_out = set(test_table.mp_ids)
+        train_table = table.select([row for row, mp_id in enumerate(table.mp_ids) if mp_id not in held_out])
+    if data_args.max_train_rows is not None:
+        train_table = train_table.select(range(min(data_args.max_train_rows, len(train_table))))
+    return train_table, validation_table, test_table
 
 
 def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
@@ -144,22 +203,20 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     go to ``output_dir/metrics.json``."""
     output_dir = Path(training_args.output_dir)
     tokenizer = recipe_tokenizer(model_args)
-    table = load_phonon_table(data_args.phonon_file)
-    train_table, validation_table, test_table = phonon_splits(table, data_args.validation_fraction,
-                                                              data_args.split_seed)
-    if data_args.max_train_rows is not None:
-        train_table = train_table.select(range(min(data_args.max_train_rows, len(train_table))))
+    check_final_fit(data_args, model_args, training_args)
+    train_table, validation_table, test_table = thermo_splits(data_args, load_phonon_table(data_args.phonon_file))
     temperatures = list(data_args.label_temperatures)
     phonon_labels = [source for source in data_args.labels if source != "agl"]
     train_examples = phonon_examples(train_table, tokenizer, phonon_labels, temperatures) if phonon_labels else []
     validation_examples = phonon_examples(validation_table, tokenizer, phonon_labels or ["cv_curve"], temperatures)
     if "agl" in data_args.labels:
         train_examples += agl_examples(data_args.agl_file, tokenizer, len(temperatures),
-                                       len(table.frequencies) - 1, data_args.agl_max_rows)
+                                       len(train_table.frequencies) - 1, data_args.agl_max_rows)
     if not train_examples:
         raise CloudDataError("no training examples")
-    logger.info("training on %d examples (%s), validating on %d crystals", len(train_examples),
-                ", ".join(data_args.labels), len(validation_examples))
+    logger.info("training on %d examples (%s), validating on %d crystals%s", len(train_examples),
+                ", ".join(data_args.labels), len(validation_examples),
+                " (trained on too: final fit)" if data_args.final_fit else "")
 
     set_seed(training_args.seed)  # new head weights: the same in every run (torch's own start seed is random)
     model = build_model(model_args, train_examples, tokenizer)
@@ -171,16 +228,24 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     training_args.remove_unused_columns = False
     training_args.prediction_loss_only = True
     training_args.label_names = ["heat_capacity_labels"]
-    trainer = build_trainer(model, tokenizer, training_args, train_examples, validation_examples, None,
-                            data_collator=collator)
+    trainer = build_trainer(model, tokenizer, training_args, train_examples,
+                            None if data_args.final_fit else validation_examples, None, data_collator=collator)
     trainer.train()
     model = trainer.model
 
-    if model_args.head != "debye" and members > 1 and model_args.calibrate_std:
-        model.config.thermo_std_scale = fit_std_scale(model, tokenizer, validation_table)
-        logger.info("ensemble std scale fitted on validation: %.3f", model.config.thermo_std_scale)
-    validation_metrics, _ = evaluate_on(model, tokenizer, validation_table,
-                                        [example["input_ids"] for example in validation_examples])
+    validation_ids = [example["input_ids"] for example in validation_examples]
+    calibrated = model_args.head != "debye" and members > 1 and model_args.calibrate_std
+    if calibrated:
+        model.config.thermo_std_scale = 1.0
+    _, prediction = evaluate_on(model, tokenizer, validation_table, validation_ids)
+    if calibrated:
+        fitted = model_args.std_scale is None
+        model.config.thermo_std_scale = std_scale(prediction, validation_table) if fitted else model_args.std_scale
+        prediction = scaled_std(prediction, model.config.thermo_std_scale)
+        logger.info("ensemble std scale %s: %.3f", "fitted on validation" if fitted else "given",
+                    model.config.thermo_std_scale)
+    # a final fit trained on the validation crystals: their scores would be training scores
+    validation_metrics = None if data_args.final_fit else thermo_metrics(prediction, validation_table)
     test_metrics = evaluate_on(model, tokenizer, test_table)[0] if evaluate_test else None
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
@@ -205,6 +270,9 @@ __all__ = [
     "ThermoModelArguments",
     "ThermoRun",
     "build_model",
+    "check_final_fit",
+    "dos_prior",
     "evaluate_on",
+    "thermo_splits",
     "train_thermo",
 ]

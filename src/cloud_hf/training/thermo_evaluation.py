@@ -68,15 +68,40 @@ def evaluate_on(model: PreTrainedModel, tokenizer: Any, table: PhononTable,
     return thermo_metrics(prediction, table), prediction
 
 
-def fit_std_scale(model: CloudThermoModel, tokenizer: Any, validation: PhononTable,
-                  target_coverage: float = 0.95) -> float:
-    """The factor on the ensemble std that puts ``target_coverage`` of validation C_v truths within ±2σ
-    (pooled over the metric temperatures); the members' raw spread is usually too narrow."""
-    model.config.thermo_std_scale = 1.0
-    _, prediction = evaluate_on(model, tokenizer, validation)
-    heat, _ = validation.thermo_labels([*list(EVAL_TEMPERATURES), 300.0])
+def std_scale(prediction: dict[str, np.ndarray], table: PhononTable, target_coverage: float = 0.95) -> float:
+    """The factor on the ensemble std that puts ``target_coverage`` of the C_v truths within ±2σ (pooled over the
+    metric temperatures), from an :func:`evaluate_on` prediction made with ``thermo_std_scale`` 1; the members' raw
+    spread is usually too narrow."""
+    return float(np.quantile(_std_ratios(prediction, table), target_coverage) / 2.0)
+
+
+def _std_ratios(prediction: dict[str, np.ndarray], table: PhononTable) -> np.ndarray:
+    heat, _ = table.thermo_labels([*list(EVAL_TEMPERATURES), 300.0])
     ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
-    return float(np.quantile(ratio[:, :-1], target_coverage) / 2.0)
+    return ratio[:, :-1].ravel()
 
 
-__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "fit_std_scale", "predict_thermo", "thermo_metrics"]
+def scaled_std(prediction: dict[str, np.ndarray], scale: float) -> dict[str, np.ndarray]:
+    """``prediction`` with every ``*_std`` times ``scale`` (what the model gives with ``thermo_std_scale = scale``)."""
+    return {name: value * scale if name.endswith("_std") else value for name, value in prediction.items()}
+
+
+def pooled_std_scale(runs: Sequence[tuple[CloudThermoModel, Any, PhononTable]],
+                     target_coverage: float = 0.95) -> float:
+    """:func:`std_scale` over several ensembles, each on its own validation table, their |error|/σ ratios pooled
+    (e.g. the three carves' runs: 3× the crystals of one carve, for the one number a final fit on all of them
+    needs). Each model's ``thermo_std_scale`` is left as it was."""
+    ratios = []
+    for model, tokenizer, validation in runs:
+        kept = model.config.thermo_std_scale
+        model.config.thermo_std_scale = 1.0
+        try:
+            _, prediction = evaluate_on(model, tokenizer, validation)
+        finally:
+            model.config.thermo_std_scale = kept
+        ratios.append(_std_ratios(prediction, validation))
+    return float(np.quantile(np.concatenate(ratios), target_coverage) / 2.0)
+
+
+__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "pooled_std_scale", "predict_thermo", "scaled_std", "std_scale",
+           "thermo_metrics"]
