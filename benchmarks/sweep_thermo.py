@@ -101,20 +101,25 @@ def carves_std_scale(name: str, output: Path) -> float:
 
     from cloud_hf.modeling_cloud_thermo import CloudThermoModel
     from cloud_hf.phonons import load_phonon_table, phonon_splits
-    from cloud_hf.training.thermo_evaluation import pooled_std_scale
+    from cloud_hf.training.thermo_evaluation import evaluate_on, pooled_std_scale
 
     table = load_phonon_table(ThermoDataArguments().phonon_file)
-    runs = []
+    predictions, alone, crystals = [], [], set()
     for path in sorted(output.glob(f"{name}_split*/metrics.json")):
         data = json.loads(path.read_text())["options"]["data"]
         validation = phonon_splits(table, data["validation_fraction"], data["split_seed"])[1]
-        folder = path.parent / "model"
-        runs.append((CloudThermoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder), validation))
-    if not runs:
+        model = CloudThermoModel.from_pretrained(path.parent / "model")
+        alone.append(model.config.thermo_std_scale)
+        model.config.thermo_std_scale = 1.0  # the members' raw spread
+        predictions.append((evaluate_on(model, AutoTokenizer.from_pretrained(path.parent / "model"), validation)[1],
+                            validation))
+        crystals.update(validation.mp_ids)
+    if not predictions:
         raise SystemExit(f"no finished runs of {name} under {output}")
-    scale = pooled_std_scale(runs)
-    print(f"{name}: std scale pooled over {len(runs)} carves ({sum(len(run[2]) for run in runs)} validation "
-          f"crystals): {scale:.4f} (each alone: {', '.join(f'{run[0].config.thermo_std_scale:.3f}' for run in runs)})")
+    scale = pooled_std_scale(predictions)
+    print(f"{name}: std scale pooled over {len(predictions)} carves ({sum(len(t) for _, t in predictions)} "
+          f"crystal-carve pairs, {len(crystals)} distinct crystals): {scale:.4f} (each alone: "
+          f"{', '.join(f'{value:.3f}' for value in alone)})")
     return scale
 
 

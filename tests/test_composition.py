@@ -105,9 +105,11 @@ class _Vocab:
         return dict(TWO_ELEMENTS)
 
 
-def test_thermo_head_reads_the_composition_and_keeps_its_tables_in_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("mass_scaling", [False, True])
+def test_thermo_head_reads_the_composition_and_keeps_its_tables_in_the_checkpoint(tmp_path, mass_scaling):
     torch.manual_seed(0)
-    model = CloudThermoModel(thermo_config(CloudConfig(**TINY), thermo_members=2, thermo_composition_features=True))
+    model = CloudThermoModel(thermo_config(CloudConfig(**TINY), thermo_members=2, thermo_composition_features=True,
+                                           thermo_mass_scaling=mass_scaling))
     model.set_composition_tables(_Vocab())
     ids = torch.tensor([[0, 10, 3, 5, 4, 6, 2], [0, 10, 3, 5, 4, 7, 2]])  # NaCl, NaCl2: same tokens but one
     features = model.composition_features(ids, None)
@@ -117,6 +119,9 @@ def test_thermo_head_reads_the_composition_and_keeps_its_tables_in_the_checkpoin
     model.save_pretrained(tmp_path)
     loaded = CloudThermoModel.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(loaded.composition_properties, model.composition_properties)
+    if mass_scaling:  # the ln-mass statistics that turn the pooled feature back into a mass travel too
+        assert loaded.composition_ln_mass_statistics.abs().sum() > 0
+        torch.testing.assert_close(loaded.composition_ln_mass_statistics, model.composition_ln_mass_statistics)
     torch.testing.assert_close(loaded(input_ids=ids, temperature=300.0, n_atoms=torch.tensor([2, 3])).heat_capacity,
                                before)
 
@@ -214,6 +219,13 @@ def test_mass_scaled_prior_starts_the_head_at_the_training_spectrum():
     torch.testing.assert_close(output.heat_capacity.double(), expected, rtol=5e-3, atol=0)
 
 
+def test_reduced_grid_must_be_whole_steps():
+    with pytest.raises(CloudConfigError, match=r"thermo_reduced_frequency_max \(1205.0\) must be a whole number"):
+        mass_scaled_model(thermo_reduced_frequency_max=1205.0)
+    with pytest.raises(CloudConfigError, match="thermo_dos_prior has 3 values for a DOS grid of 121 points"):
+        mass_scaled_model(thermo_dos_prior=[0.0, 0.0, 0.0])
+
+
 @pytest.mark.parametrize("settings", [{"thermo_composition_features": False},
                                       {"thermo_head": "debye-einstein", "thermo_composition_features": True}])
 def test_mass_scaling_needs_the_dos_head_and_the_composition(settings):
@@ -229,8 +241,15 @@ def test_interpolation_on_the_reduced_grid_is_numpys_with_zero_beyond_the_end():
     generator = np.random.default_rng(0)
     values = generator.random((3, 2, 13))
     query = generator.uniform(0.0, 140.0, (3, 2, 40))  # the grid ends at 120
+    query[..., :4] = [0.0, 30.0, 110.0, 120.0]  # grid points, the first and the last included
     result = _interpolate_uniform(torch.tensor(values), 10.0, torch.tensor(query)).numpy()
     reduced = np.arange(13) * 10.0
     expected = np.array([[np.interp(q, reduced, v, right=0.0) for q, v in zip(qs, vs)]
                          for qs, vs in zip(query, values)])
     np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(result[..., 1], values[..., 3])  # 30 cm⁻¹: the fourth point
+    np.testing.assert_allclose(result[..., 3], values[..., 12])  # the last point, 120 cm⁻¹, still inside
+    inside = torch.tensor(query[..., 4:] % 10.0 > 1e-3) & torch.tensor(query[..., 4:] < 119.0)  # not on a kink
+    values_ = torch.tensor(values, requires_grad=True)
+    query_ = torch.tensor(np.where(inside.numpy(), query[..., 4:], 55.0), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v, q: _interpolate_uniform(v, 10.0, q), (values_, query_))

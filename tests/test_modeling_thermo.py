@@ -349,8 +349,9 @@ def test_pipeline_keeps_every_row_and_reports_std(tmp_path):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--eval_strategy", "epoch"], "final_fit trains on the validation crystals too: set eval_strategy 'no'"),
-    ([], "final_fit leaves no validation crystals to fit the ensemble std scale on: give std_scale"),
+    (["--eval_strategy", "epoch", "--std_scale", "4.7"],
+     "final_fit trains on the validation crystals too: set eval_strategy 'no'"),
+    (["--calibrate_std", "false"], "final_fit leaves no validation crystals to fit the ensemble std scale on"),
 ])
 def test_final_fit_needs_a_fixed_epoch_count_and_a_given_std_scale(options, message):
     from cloud_hf.training.thermo import check_final_fit
@@ -358,9 +359,12 @@ def test_final_fit_needs_a_fixed_epoch_count_and_a_given_std_scale(options, mess
     data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--final_fit", "true", *options])
     with pytest.raises(CloudConfigError, match=message):
         check_final_fit(data, model, training)
-    data, model, training = parse_options(["recipes/configs/thermo_smoke.yaml", "--final_fit", "true",
-                                           "--std_scale", "4.7"])
-    check_final_fit(data, model, training)  # accepted
+
+
+def test_final_fit_with_a_given_std_scale_is_accepted():
+    from cloud_hf.training.thermo import check_final_fit
+
+    check_final_fit(*parse_options(["recipes/configs/thermo_smoke.yaml", "--final_fit", "true", "--std_scale", "4.7"]))
 
 
 def test_final_fit_trains_on_every_crystal_but_the_test_split():
@@ -379,24 +383,39 @@ def test_final_fit_trains_on_every_crystal_but_the_test_split():
     assert final_validation.mp_ids == validation.mp_ids and final_test.mp_ids == test.mp_ids
 
 
+class _LabelTable:
+    """A stand-in for a PhononTable: the same C_v truth at every temperature asked for."""
+
+    def __init__(self, truth: np.ndarray):
+        self.truth = truth
+
+    def thermo_labels(self, wanted):
+        assert len(wanted) == self.truth.shape[1]
+        return self.truth, self.truth
+
+
 def test_std_scale_puts_the_target_share_of_truths_within_two_sigma():
-    from cloud_hf.training.thermo_evaluation import EVAL_TEMPERATURES, scaled_std, std_scale
+    from cloud_hf.training.thermo_evaluation import (
+        EVAL_TEMPERATURES,
+        fit_std_scale,
+        pooled_std_scale,
+        scaled_std,
+    )
 
     n, temperatures = 200, len(EVAL_TEMPERATURES) + 1
     truth = np.full((n, temperatures), 20.0)
-
-    class Table:
-        def thermo_labels(self, wanted):
-            assert len(wanted) == temperatures
-            return truth, truth
-
     generator = np.random.default_rng(0)
     sigma = generator.uniform(0.1, 1.0, (n, temperatures))
     prediction = {"heat_capacity": truth + sigma * generator.standard_t(3, (n, temperatures)),
                   "heat_capacity_std": sigma / 3.0, "entropy": truth, "entropy_std": sigma}
-    scale = std_scale(prediction, Table(), target_coverage=0.9)
+    scale = fit_std_scale(prediction, _LabelTable(truth), target_coverage=0.9)
     scaled = scaled_std(prediction, scale)
     within = np.abs(scaled["heat_capacity"] - truth)[:, :-1] <= 2.0 * scaled["heat_capacity_std"][:, :-1]
     assert within.mean() == pytest.approx(0.9, abs=1.0 / within.size)
-    assert scaled["entropy_std"] is not prediction["entropy_std"] and scaled["entropy"] is prediction["entropy"]
+    assert scaled["entropy"] is prediction["entropy"]
     np.testing.assert_allclose(scaled["entropy_std"], sigma * scale)
+    # pooled over the two halves = fitted on the whole; one half alone is not
+    halves = [({name: value[rows] for name, value in prediction.items()}, _LabelTable(truth[rows]))
+              for rows in (slice(0, n // 2), slice(n // 2, n))]
+    assert pooled_std_scale(halves, target_coverage=0.9) == pytest.approx(scale, rel=1e-12)
+    assert fit_std_scale(*halves[0], target_coverage=0.9) != pytest.approx(scale, rel=1e-3)

@@ -220,6 +220,10 @@ class CloudThermoModel(CloudPreTrainedModel):
             num_spectrum = len(self.reduced_frequencies) + 1
         else:
             num_spectrum = len(grid) if self.head_kind == "dos" else 1 + 2 * config.thermo_num_einstein
+        prior = config.thermo_dos_prior
+        if self.head_kind == "dos" and prior is not None and len(prior) != num_spectrum - self.mass_scaling:
+            raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of "
+                                   f"{num_spectrum - self.mass_scaling} points")
         self.members = nn.ModuleList(
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
@@ -305,9 +309,11 @@ class CloudThermoModel(CloudPreTrainedModel):
     def reduced_frequencies(self) -> list[float]:
         """The mass-reduced grid of ``thermo_mass_scaling``: 0, step, …, max (cm⁻¹ at m̄ = m_ref)."""
         step, top = float(self.config.thermo_reduced_frequency_step), float(self.config.thermo_reduced_frequency_max)
-        if not 0.0 < step < top:
-            raise CloudConfigError(f"thermo_reduced_frequency_step must be in (0, max = {top}), got {step}")
-        return [step * index for index in range(round(top / step) + 1)]
+        steps = round(top / step) if step > 0 else 0
+        if not 0.0 < step < top or not math.isclose(steps * step, top):
+            raise CloudConfigError(f"thermo_reduced_frequency_max ({top}) must be a whole number of steps "
+                                   f"thermo_reduced_frequency_step ({step} > 0)")
+        return [step * index for index in range(steps + 1)]
 
     def mass_stretch(self, composition: torch.Tensor) -> torch.Tensor:
         """s₀ = √(m̄/m_ref) `(batch,)` from the pooled composition descriptors (m̄: the geometric-mean atomic mass,

@@ -40,8 +40,8 @@ from cloud_hf.training.thermo_data import ThermoCollator, agl_examples, pad_toke
 from cloud_hf.training.thermo_evaluation import (
     EVAL_TEMPERATURES,
     evaluate_on,
+    fit_std_scale,
     scaled_std,
-    std_scale,
     thermo_metrics,
 )
 from cloud_hf.training.trainer import build_trainer
@@ -98,10 +98,11 @@ class ThermoModelArguments(ModelArguments):
     members: int = option(1, "Deep-ensemble members (thermo heads; each its own encoder copy and head).")
     num_einstein: int = option(4, "Einstein frequencies of the debye-einstein head.")
     bootstrap: bool = option(True, "Poisson(1) bootstrap weights per member and crystal.")
-    calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (95 per cent of truths within ±2σ).")
+    calibrate_std: bool = option(True, "Fit the ensemble std scale on validation (95 per cent of truths within ±2σ) "
+                                       "unless std_scale is given.")
     std_scale: float | None = option(
-        None, "A fixed ensemble std scale instead of the fit (a final fit's: e.g. pooled over the validation carves' "
-              "runs by benchmarks/sweep_thermo.py --std-scale).")
+        None, "A given ensemble std scale, used instead of the fit whenever set (a final fit needs one: e.g. pooled "
+              "over the validation carves' runs by benchmarks/sweep_thermo.py --std-scale).")
     head_dropout: float = option(0.1, "Dropout before the heads.")
     composition_features: bool = option(
         False, "Heads also read composition descriptors pooled from the SCOPE tokens (cloud_hf.composition).")
@@ -141,8 +142,10 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
 
 
 def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> list[float]:
-    """The DOS head's start: softplus⁻¹ of the training crystals' mean per-atom DOS (on the mass-reduced axis,
-    each crystal's labels read at u/s₀, with ``thermo_mass_scaling``); an even spread where no DOS labels are."""
+    """The DOS head's start: softplus⁻¹ of the training crystals' mean per-atom DOS; an even spread where no DOS
+    labels are. With ``thermo_mass_scaling`` the mean is on the mass-reduced axis: each crystal's labels read at u/s₀
+    (not divided by s₀, so a crystal weighs in proportion to s₀; the head normalises whatever it predicts to 3N
+    modes, and the README's prior figures were measured this way)."""
     dos = np.stack([example["dos_labels"] for example in train_examples])
     if np.isnan(dos).all():
         size = len(model.reduced_frequencies) if model.mass_scaling else dos.shape[1]
@@ -179,9 +182,9 @@ def check_final_fit(data_args: ThermoDataArguments, model_args: ThermoModelArgum
     if training_args.eval_strategy != "no" or training_args.load_best_model_at_end:
         raise CloudConfigError("final_fit trains on the validation crystals too: set eval_strategy 'no' and "
                                "load_best_model_at_end false (a fixed number of epochs)")
-    if model_args.members > 1 and model_args.calibrate_std and model_args.std_scale is None:
+    if model_args.members > 1 and model_args.std_scale is None:
         raise CloudConfigError("final_fit leaves no validation crystals to fit the ensemble std scale on: give "
-                               "std_scale (or calibrate_std false)")
+                               "std_scale")
 
 
 def thermo_splits(data_args: ThermoDataArguments, table: PhononTable) -> tuple[PhononTable, PhononTable, PhononTable]:
@@ -233,19 +236,22 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     trainer.train()
     model = trainer.model
 
-    validation_ids = [example["input_ids"] for example in validation_examples]
-    calibrated = model_args.head != "debye" and members > 1 and model_args.calibrate_std
-    if calibrated:
-        model.config.thermo_std_scale = 1.0
-    _, prediction = evaluate_on(model, tokenizer, validation_table, validation_ids)
-    if calibrated:
-        fitted = model_args.std_scale is None
-        model.config.thermo_std_scale = std_scale(prediction, validation_table) if fitted else model_args.std_scale
-        prediction = scaled_std(prediction, model.config.thermo_std_scale)
-        logger.info("ensemble std scale %s: %.3f", "fitted on validation" if fitted else "given",
-                    model.config.thermo_std_scale)
-    # a final fit trained on the validation crystals: their scores would be training scores
-    validation_metrics = None if data_args.final_fit else thermo_metrics(prediction, validation_table)
+    ensemble = model_args.head != "debye" and members > 1
+    if ensemble and model_args.std_scale is not None:
+        model.config.thermo_std_scale = float(model_args.std_scale)
+        logger.info("ensemble std scale given: %.4f", model.config.thermo_std_scale)
+    validation_metrics = None  # a final fit trained on the validation crystals: their scores would be training ones
+    if not data_args.final_fit:
+        fit = ensemble and model_args.calibrate_std and model_args.std_scale is None
+        if fit:
+            model.config.thermo_std_scale = 1.0
+        _, prediction = evaluate_on(model, tokenizer, validation_table,
+                                    [example["input_ids"] for example in validation_examples])
+        if fit:
+            model.config.thermo_std_scale = fit_std_scale(prediction, validation_table)
+            prediction = scaled_std(prediction, model.config.thermo_std_scale)
+            logger.info("ensemble std scale fitted on validation: %.4f", model.config.thermo_std_scale)
+        validation_metrics = thermo_metrics(prediction, validation_table)
     test_metrics = evaluate_on(model, tokenizer, test_table)[0] if evaluate_test else None
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)

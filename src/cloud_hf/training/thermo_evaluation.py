@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.phonons import PhononTable
 from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids
 
@@ -68,17 +67,24 @@ def evaluate_on(model: PreTrainedModel, tokenizer: Any, table: PhononTable,
     return thermo_metrics(prediction, table), prediction
 
 
-def std_scale(prediction: dict[str, np.ndarray], table: PhononTable, target_coverage: float = 0.95) -> float:
+def fit_std_scale(prediction: dict[str, np.ndarray], table: PhononTable, target_coverage: float = 0.95) -> float:
     """The factor on the ensemble std that puts ``target_coverage`` of the C_v truths within ±2σ (pooled over the
     metric temperatures), from an :func:`evaluate_on` prediction made with ``thermo_std_scale`` 1; the members' raw
     spread is usually too narrow."""
-    return float(np.quantile(_std_ratios(prediction, table), target_coverage) / 2.0)
+    return pooled_std_scale([(prediction, table)], target_coverage)
 
 
-def _std_ratios(prediction: dict[str, np.ndarray], table: PhononTable) -> np.ndarray:
-    heat, _ = table.thermo_labels([*list(EVAL_TEMPERATURES), 300.0])
-    ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
-    return ratio[:, :-1].ravel()
+def pooled_std_scale(predictions: Sequence[tuple[dict[str, np.ndarray], PhononTable]],
+                     target_coverage: float = 0.95) -> float:
+    """:func:`fit_std_scale` over several (prediction, table) pairs, their |error|/σ ratios pooled: e.g. the three
+    validation carves' runs, for the one scale a final fit on all non-test crystals needs (it has no validation
+    crystals left to fit one on)."""
+    ratios = []
+    for prediction, table in predictions:
+        heat, _ = table.thermo_labels([*list(EVAL_TEMPERATURES), 300.0])
+        ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
+        ratios.append(ratio[:, :-1].ravel())
+    return float(np.quantile(np.concatenate(ratios), target_coverage) / 2.0)
 
 
 def scaled_std(prediction: dict[str, np.ndarray], scale: float) -> dict[str, np.ndarray]:
@@ -86,22 +92,5 @@ def scaled_std(prediction: dict[str, np.ndarray], scale: float) -> dict[str, np.
     return {name: value * scale if name.endswith("_std") else value for name, value in prediction.items()}
 
 
-def pooled_std_scale(runs: Sequence[tuple[CloudThermoModel, Any, PhononTable]],
-                     target_coverage: float = 0.95) -> float:
-    """:func:`std_scale` over several ensembles, each on its own validation table, their |error|/σ ratios pooled
-    (e.g. the three carves' runs: 3× the crystals of one carve, for the one number a final fit on all of them
-    needs). Each model's ``thermo_std_scale`` is left as it was."""
-    ratios = []
-    for model, tokenizer, validation in runs:
-        kept = model.config.thermo_std_scale
-        model.config.thermo_std_scale = 1.0
-        try:
-            _, prediction = evaluate_on(model, tokenizer, validation)
-        finally:
-            model.config.thermo_std_scale = kept
-        ratios.append(_std_ratios(prediction, validation))
-    return float(np.quantile(np.concatenate(ratios), target_coverage) / 2.0)
-
-
-__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "pooled_std_scale", "predict_thermo", "scaled_std", "std_scale",
+__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "fit_std_scale", "pooled_std_scale", "predict_thermo", "scaled_std",
            "thermo_metrics"]
