@@ -96,16 +96,15 @@ def bench_encoders(cifs: list[str]) -> None:
     # as if it were a crystal) is left out of the comparison, and said so
     kept, refused = [], []
     for cif in cifs:
+        structure = parse_cif(cif)
         try:
-            encoders["(b) reference mode"].encode(parse_cif(cif))
-            kept.append(cif)
+            kept.append((cif, structure, encoders["(b) reference mode"].encode(structure)))
         except CrystalInputError as error:
             refused.append(str(error))
     if refused:
         print(f"{len(refused)} of {len(cifs)} structures refused as bad input and left out, e.g. {refused[0]}")
-    cifs = kept
-    structures = [parse_cif(cif) for cif in cifs]
-    assert [encoders["(b) reference mode"].encode(s) for s in structures] == [reference_approach(s) for s in structures]
+    cifs, structures, scopes = (list(column) for column in zip(*kept))
+    assert scopes == [reference_approach(structure) for structure in structures]
     print(f"\n1. SCOPE throughput on {len(cifs)} real structures (structures/s; ratio against (a) on the same input)")
     print(f"{'approach':36s} {'parsed':>10s} {'ratio':>7s} {'CIF text':>10s} {'ratio':>7s}")
     base_parsed = throughput(reference_approach, structures)

@@ -50,14 +50,8 @@ def _element_properties(symbol: str) -> list[float] | None:
             float(element.row), float(element.group)]
 
 
-def element_token_table(vocab: Mapping[str, int], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Tables over token ids for [`pooled_composition_features`].
-
-    Returns ``is_element`` `(vocab_size,)` (1 for element-symbol tokens), ``element_properties``
-    `(vocab_size, len(ELEMENT_PROPERTIES))` (standardised; missing values at the mean, 0) and ``atom_counts``
-    `(vocab_size,)` (the atom count a token gives the element before it: a Wyckoff multiplicity or a fraction; 0 for
-    every other token).
-    """
+def _raw_token_tables(vocab: Mapping[str, int], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``is_element``, raw element properties (NaN on other tokens) and ``atom_counts`` over token ids."""
     is_element = torch.zeros(vocab_size)
     properties = torch.full((vocab_size, len(ELEMENT_PROPERTIES)), math.nan)
     atom_counts = torch.zeros(vocab_size)
@@ -71,9 +65,7 @@ def element_token_table(vocab: Mapping[str, int], vocab_size: int) -> tuple[torc
             atom_counts[index] = float(match.group(1))
         elif _FRACTION_TOKEN.match(token):
             atom_counts[index] = float(token)
-    mean, std = _property_statistics(properties[is_element.bool()])
-    standardised = ((properties - mean) / std).nan_to_num(0.0) * is_element[:, None]
-    return is_element, standardised, atom_counts
+    return is_element, properties, atom_counts
 
 
 def _property_statistics(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,14 +74,27 @@ def _property_statistics(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return mean, torch.sqrt(((rows - mean) ** 2).nanmean(0)).clamp(min=1e-6)
 
 
+def element_token_table(vocab: Mapping[str, int], vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tables over token ids for [`pooled_composition_features`].
+
+    Returns ``is_element`` `(vocab_size,)` (1 for element-symbol tokens), ``element_properties``
+    `(vocab_size, len(ELEMENT_PROPERTIES))` (standardised; missing values at the mean, 0) and ``atom_counts``
+    `(vocab_size,)` (the atom count a token gives the element before it: a Wyckoff multiplicity or a fraction; 0 for
+    every other token).
+    """
+    is_element, properties, atom_counts = _raw_token_tables(vocab, vocab_size)
+    mean, std = _property_statistics(properties[is_element.bool()])
+    standardised = ((properties - mean) / std).nan_to_num(0.0) * is_element[:, None]
+    return is_element, standardised, atom_counts
+
+
 def ln_mass_statistics(vocab: Mapping[str, int], vocab_size: int) -> torch.Tensor:
     """``[mean, std]`` of ln(mass/amu) over the vocabulary's elements: what [`element_token_table`] standardised
     ``ln_atomic_mass`` by, so ``mean + std · feature`` turns the pooled feature back into ln(mass/amu)."""
-    rows = [values for token, index in vocab.items() if index < vocab_size
-            and (values := _element_properties(token)) is not None]
-    if not rows:
+    is_element, properties, _ = _raw_token_tables(vocab, vocab_size)
+    if not bool(is_element.any()):
         raise ValueError("the vocabulary has no element-symbol tokens")
-    mean, std = _property_statistics(torch.tensor(rows))
+    mean, std = _property_statistics(properties[is_element.bool()])
     column = ELEMENT_PROPERTIES.index("ln_atomic_mass")
     return torch.stack([mean[column], std[column]])
 

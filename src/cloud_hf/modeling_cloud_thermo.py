@@ -216,14 +216,14 @@ class CloudThermoModel(CloudPreTrainedModel):
         if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
             raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
         self.mass_scaling = bool(config.thermo_mass_scaling)
-        if self.mass_scaling:  # the reduced-axis DOS and the stretch correction δ
-            num_spectrum = len(self.reduced_frequencies) + 1
+        if self.head_kind == "dos":  # the DOS values (on the reduced axis: plus the stretch correction δ)
+            dos_points = len(self.reduced_frequencies) if self.mass_scaling else len(grid)
+            num_spectrum = dos_points + int(self.mass_scaling)
+            prior = config.thermo_dos_prior
+            if prior is not None and len(prior) != dos_points:
+                raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of {dos_points} points")
         else:
-            num_spectrum = len(grid) if self.head_kind == "dos" else 1 + 2 * config.thermo_num_einstein
-        prior = config.thermo_dos_prior
-        if self.head_kind == "dos" and prior is not None and len(prior) != num_spectrum - self.mass_scaling:
-            raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of "
-                                   f"{num_spectrum - self.mass_scaling} points")
+            num_spectrum = 1 + 2 * config.thermo_num_einstein
         self.members = nn.ModuleList(
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
@@ -330,17 +330,15 @@ class CloudThermoModel(CloudPreTrainedModel):
         grid = self.frequencies.to(raw)
         atoms = n_atoms.to(raw)[:, None, None]
         if self.head_kind == "dos":
+            values = raw[..., :-1] if self.mass_scaling else raw
             prior = self.config.thermo_dos_prior
+            prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(values.shape[-1])
+            density = nn.functional.softplus(values + prior)
             if self.mass_scaling:  # the reduced DOS g̃(u) read at u = s·ω on the grid: g(ω) ∝ g̃(s·ω)
-                values, correction = raw[..., :-1], raw[..., -1]
-                prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(values.shape[-1])
-                stretch = self.mass_stretch(composition)[:, None] * torch.exp(correction.clamp(-2.0, 2.0))
-                reduced = nn.functional.softplus(values + prior)
-                density = _interpolate_uniform(reduced, float(self.config.thermo_reduced_frequency_step),
-                                               stretch[..., None] * grid) + 1e-6
-            else:
-                prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(grid.numel())
-                density = nn.functional.softplus(raw + prior) + 1e-6  # strictly positive: the total never vanishes
+                stretch = self.mass_stretch(composition)[:, None] * torch.exp(raw[..., -1].clamp(-2.0, 2.0))
+                density = _interpolate_uniform(density, float(self.config.thermo_reduced_frequency_step),
+                                               stretch[..., None] * grid)
+            density = density + 1e-6  # strictly positive: the total never vanishes
             onset, steps = _mode_steps(density, grid)
             per_atom = density * (3.0 / (steps.sum(-1) + onset[..., 0])).unsqueeze(-1)
             return _MemberSpectra(dos=per_atom * atoms)
