@@ -42,6 +42,7 @@ EPOCHS_80 = {"num_train_epochs": "80"}
 MASS_SCALING = {"mass_scaling": "true"}
 DROPOUT_02 = {"head_dropout": "0.2", "config_overrides": "{hidden_dropout_prob: 0.2}"}
 AGL = {"labels": ["dos", "cv_curve", "entropy", "agl"]}
+CELL = {"cell_features": "true"}
 
 
 def options(*changes: dict[str, str | list[str]]) -> list[str]:
@@ -78,6 +79,7 @@ VARIANTS: dict[str, list[str]] = {
     "ens5_mixed_80ep": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80),
     "ens5_mixed_80ep_mass": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, MASS_SCALING),
     "ens5_mixed_80ep_dropout0.2": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, DROPOUT_02),
+    "ens5_mixed_80ep_cell": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, CELL),
     "mixed_80ep": options(COMPOSITION, MIXED, EPOCHS_80),
     "mixed_80ep_mass": options(COMPOSITION, MIXED, EPOCHS_80, MASS_SCALING),
 }

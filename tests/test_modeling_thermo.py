@@ -222,7 +222,7 @@ def test_composition_features_and_mass_scaling_are_refused_for_the_debye_head(op
     _, model, _ = parse_options(["recipes/configs/thermo_smoke.yaml", "--head", "debye", *option])
     from cloud_hf.training.thermo import build_model
 
-    with pytest.raises(CloudConfigError, match="composition_features and mass_scaling are options of the thermo"):
+    with pytest.raises(CloudConfigError, match="composition_features, mass_scaling and cell_features are options of the thermo"):
         build_model(model, [])
 
 
@@ -266,7 +266,10 @@ def test_collator_pads_stacks_and_passes_only_what_the_model_takes():
                 {"input_ids": [0, 6, 7, 2], "n_atoms": 4.0, "heat_capacity_labels": np.array([2.0, 5.0], "f4"),
                  "entropy_labels": np.array([1.0, 3.0], "f4"), "dos_labels": np.zeros(50, "f4"),
                  "agl_theta_labels": np.float32(300.0)}]
+    for row, example in enumerate(examples):
+        example["cell_features"] = np.full(4, row, "f4")
     thermo = ThermoCollator(1, [100.0, 300.0], tiny_model("dos", members=3), members=3, bootstrap=True)(examples)
+    assert thermo["cell_features"].tolist() == [[0.0] * 4, [1.0] * 4]
     assert thermo["input_ids"].tolist() == [[0, 5, 2, 1], [0, 6, 7, 2]]
     assert thermo["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
     assert thermo["temperature"].shape == (2, 2) and thermo["member_weights"].shape == (2, 3)

@@ -23,6 +23,10 @@ buffers saved with the weights. With ``config.thermo_mass_scaling`` as well, the
 mass-reduced axis u = ω·s, s = √(m̄/m_ref)·e^δ (m̄: the atoms' geometric-mean mass; m_ref:
 ``config.thermo_reference_mass``; δ: a learned per-crystal correction), since ω ∝ √(k/m): the head then learns the
 force constants' share of the spectrum and the masses stretch it, instead of each bin learning both.
+With ``config.thermo_cell_features`` (composition features too) the head also reads the cell descriptors of
+:mod:`cloud_hf.cell_descriptors` (ln volume per atom, density, neighbour distances: how tightly the atoms are
+packed, which SCOPE does not say), given as the ``cell_features`` input that a [`CloudProcessor`] makes from the
+structure, standardised by ``config.thermo_cell_statistics`` (fitted on the training crystals).
 
 ``config.thermo_members`` members (≥ 1) form a deep ensemble in one model folder: the output is the members'
 mean and standard deviation (ddof 1, times ``config.thermo_std_scale``, a factor fitted on validation data). Each
@@ -46,6 +50,7 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
+from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, NUM_CELL_DESCRIPTORS
 from cloud_hf.composition import (
     ELEMENT_PROPERTIES,
     NUM_COMPOSITION_FEATURES,
@@ -78,7 +83,7 @@ THERMO_DEFAULTS: dict[str, Any] = {
     "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
     "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
     "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
-    "thermo_reduced_frequency_max": 1200.0,
+    "thermo_reduced_frequency_max": 1200.0, "thermo_cell_features": False, "thermo_cell_statistics": None,
 }
 """The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
@@ -99,6 +104,9 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
     ``thermo_mass_scaling`` (dos head with composition features) predicts the DOS on the mass-reduced axis
     u = ω·√(m̄/``thermo_reference_mass`` amu)·e^δ, on a uniform grid 0, ``thermo_reduced_frequency_step``, …,
     ``thermo_reduced_frequency_max`` (cm⁻¹ at m̄ = m_ref); ``thermo_dos_prior`` is then on that grid.
+    ``thermo_cell_features`` (with composition features) adds the cell descriptors of
+    :mod:`cloud_hf.cell_descriptors` to what the heads read, standardised by ``thermo_cell_statistics``
+    (``[means, stds]``, one per descriptor, from the training crystals).
     """
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update({
@@ -113,6 +121,14 @@ def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> Cloud
     if config.thermo_mass_scaling and (config.thermo_head != "dos" or not config.thermo_composition_features):
         raise CloudConfigError("thermo_mass_scaling stretches the dos head's spectrum by the atoms' mean mass: it "
                                "needs thermo_head 'dos' and thermo_composition_features true")
+    if config.thermo_cell_features and not config.thermo_composition_features:
+        raise CloudConfigError("thermo_cell_features joins the cell descriptors to the composition descriptors: it "
+                               "needs thermo_composition_features true")
+    statistics = config.thermo_cell_statistics
+    if statistics is not None and (len(statistics) != 2 or any(len(row) != NUM_CELL_DESCRIPTORS for row in statistics)
+                                   or not all(std > 0 for std in statistics[1])):
+        raise CloudConfigError(f"thermo_cell_statistics must be [means, stds] of {NUM_CELL_DESCRIPTORS} values each "
+                               f"({', '.join(CELL_DESCRIPTORS)}), stds > 0; got {statistics!r}")
     return config
 
 
@@ -161,8 +177,8 @@ class CloudThermoOutput(ModelOutput):
 class CloudThermoMember(nn.Module):
     """One ensemble member: a CLOUD encoder and a prediction head (spectrum outputs + 1 AGL θ_D output).
 
-    With ``config.thermo_composition_features``, a small MLP of the composition descriptors is added to the [CLS]
-    state before the head.
+    With ``config.thermo_composition_features``, a small MLP of the composition descriptors (joined by the
+    standardised cell descriptors with ``config.thermo_cell_features``) is added to the [CLS] state before the head.
     """
 
     def __init__(self, config: CloudConfig, num_outputs: int):
@@ -171,7 +187,8 @@ class CloudThermoMember(nn.Module):
         self.head = CloudPredictionHead(config, num_outputs=num_outputs)
         self.composition = None
         if config.thermo_composition_features:
-            self.composition = nn.Sequential(nn.Linear(NUM_COMPOSITION_FEATURES, config.hidden_size), nn.SiLU(),
+            descriptors = NUM_COMPOSITION_FEATURES + NUM_CELL_DESCRIPTORS * bool(config.thermo_cell_features)
+            self.composition = nn.Sequential(nn.Linear(descriptors, config.hidden_size), nn.SiLU(),
                                              nn.Linear(config.hidden_size, config.hidden_size))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -228,6 +245,7 @@ class CloudThermoModel(CloudPreTrainedModel):
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
         self.uses_composition = bool(config.thermo_composition_features)
+        self.uses_cell = bool(config.thermo_cell_features)
         if self.uses_composition:  # token tables of cloud_hf.composition, saved with the weights
             vocab_size = config.vocab_size
             self.register_buffer("composition_is_element", torch.zeros(vocab_size))
@@ -268,6 +286,30 @@ class CloudThermoModel(CloudPreTrainedModel):
             return None
         return pooled_composition_features(input_ids, attention_mask, self.composition_is_element,
                                            self.composition_properties, self.composition_atom_counts)
+
+    def descriptor_features(self, composition: torch.Tensor | None,
+                            cell_features: torch.Tensor | None) -> torch.Tensor | None:
+        """What each member's descriptor MLP reads `(batch, F)`: the pooled ``composition`` descriptors, joined with
+        ``config.thermo_cell_features`` by the standardised cell descriptors ``cell_features`` `(batch, 4)` (the
+        natural logs of :func:`cloud_hf.cell_descriptors.cell_descriptors`)."""
+        if not self.uses_cell:
+            return composition
+        if cell_features is None:
+            raise CloudDataError("this model reads the crystals' cell descriptors: pass cell_features (batch, "
+                                 f"{NUM_CELL_DESCRIPTORS}) = {', '.join(CELL_DESCRIPTORS)}; a CloudProcessor makes them "
+                                 "from structures (a SCOPE string alone has no cell)")
+        cell = torch.as_tensor(cell_features).to(composition)
+        if cell.shape != (composition.shape[0], NUM_CELL_DESCRIPTORS):
+            raise CloudDataError(f"cell_features has shape {tuple(cell.shape)}; expected ({composition.shape[0]}, "
+                                 f"{NUM_CELL_DESCRIPTORS})")
+        if not bool(torch.isfinite(cell).all()):
+            raise CloudDataError(f"cell_features has NaN or infinite values in row(s) "
+                                 f"{torch.nonzero(~torch.isfinite(cell).all(1)).flatten().tolist()}")
+        statistics = self.config.thermo_cell_statistics
+        if statistics is not None:
+            mean, std = cell.new_tensor(statistics)
+            cell = (cell - mean) / std
+        return torch.cat([composition, cell], dim=-1)
 
     # --- construction -------------------------------------------------------------------------------------------
 
@@ -380,16 +422,21 @@ class CloudThermoModel(CloudPreTrainedModel):
         dos_labels: torch.Tensor | None = None,
         agl_theta_labels: torch.Tensor | None = None,
         member_weights: torch.Tensor | None = None,
+        cell_features: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CloudThermoOutput:
         r"""
         temperature (`torch.Tensor` of shape `(batch_size, num_temperatures)`, or `(num_temperatures,)` or a number
             for every crystal, *optional*): temperatures in K (> 0). Without it only the spectrum is returned.
         n_atoms (`torch.Tensor` of shape `(batch_size,)`, *optional*): atoms per cell N (> 0); default 1 (per atom).
+        cell_features (`torch.Tensor` of shape `(batch_size, 4)`, *optional*): the cell descriptors of
+            [`cloud_hf.cell_descriptors.cell_descriptors`] (natural logs), needed by a model with
+            ``config.thermo_cell_features``; the processor makes them.
         """
         batch_size = input_ids.shape[0]
         composition = self.composition_features(input_ids, attention_mask)
-        raw = torch.stack([member(input_ids, attention_mask, composition) for member in self.members],
+        descriptors = self.descriptor_features(composition, cell_features)
+        raw = torch.stack([member(input_ids, attention_mask, descriptors) for member in self.members],
                           dim=1)  # (B, members, P)
         atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
                  else raw.new_ones(batch_size))

@@ -153,9 +153,11 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         """One crystal through the processor; an encoding failure is recorded in ``error`` instead of raised."""
         batch = self.processor([crystal], return_tensors="pt")
         (encoding,) = batch.crystals
+        cells = {"cell_features": batch["cell_features"]} if "cell_features" in batch else {}
         return {
             "input_ids": batch["input_ids"],
             "attention_mask": batch["attention_mask"],
+            **cells,
             "n_atoms": batch.n_atoms,
             "formula": encoding.formula,
             "scope": encoding.scope,
@@ -172,9 +174,11 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         encoded = [row for row, error in enumerate(errors) if error is None]
         if encoded:  # failed crystals' placeholder rows are left out: they would only widen the padding
             rows = torch.tensor(encoded, dtype=torch.long)
+            cells = {"cell_features": model_inputs["cell_features"][rows]} if "cell_features" in model_inputs else {}
             outputs = self.model(
                 input_ids=model_inputs["input_ids"][rows],
                 attention_mask=model_inputs["attention_mask"][rows],
+                **cells,
                 **self.model.prediction_inputs(n_atoms[rows], temperatures),
             )
             for row, crystal_records in zip(encoded, self.model.property_records(outputs, n_atoms[rows].tolist(), temperatures)):

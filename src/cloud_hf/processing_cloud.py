@@ -15,8 +15,10 @@ batch.scopes, batch.n_atoms     # SCOPE strings read by the model; atoms per cel
 A crystal that cannot be encoded keeps its row: a two-token ``[CLS] [SEP]`` placeholder the model can run on, with
 the reason in ``batch.errors``; its outputs mean nothing and are dropped by the pipeline.
 
-Settings: ``scope`` (``ScopeEncoder.to_dict()``, how crystals are written as SCOPE strings) and ``max_length`` (the
-model's positions, [CLS] and [SEP] included) are saved in ``processor_config.json`` beside the tokenizer files.
+Settings: ``scope`` (``ScopeEncoder.to_dict()``, how crystals are written as SCOPE strings), ``max_length`` (the
+model's positions, [CLS] and [SEP] included) and ``cell_features`` (whether the batch also carries each crystal's
+cell descriptors, :mod:`cloud_hf.cell_descriptors`, for models that read them) are saved in
+``processor_config.json`` beside the tokenizer files.
 A checkpoint without that file (older cloud-hf checkpoints, the converted reference) loads through a processor
 rebuilt from its ``config.json`` (``scope``, ``max_position_embeddings``), or from the tokenizer's recorded settings.
 
@@ -44,12 +46,14 @@ PROCESSOR_CONFIG_FILE = "processor_config.json"
 
 @dataclass(frozen=True)
 class CrystalEncoding:
-    """What the processor made of one input: its SCOPE string, reduced formula and atoms per cell, or the error."""
+    """What the processor made of one input: its SCOPE string, reduced formula, atoms per cell and (when asked for)
+    cell descriptors, or the error."""
 
     scope: str | None = None
     formula: str | None = None
     n_atoms: int | None = None
     error: str | None = None
+    cell_features: tuple[float, ...] | None = None
 
 
 class CrystalBatch(BatchEncoding):
@@ -97,17 +101,22 @@ class CloudProcessor(ProcessorMixin):
         scope (`dict`, *optional*): ``ScopeEncoder.to_dict()`` settings; defaults to the tokenizer's recorded ones.
         max_length (`int`, *optional*): longest token sequence the model reads ([CLS]/[SEP] included); defaults to
             the tokenizer's ``model_max_length``.
+        cell_features (`bool`, *optional*, defaults to `False`): also return ``cell_features`` `(batch, 4)`, the
+            cell descriptors of [`cloud_hf.cell_descriptors.cell_descriptors`] (for models with
+            ``thermo_cell_features``; a SCOPE string has no cell, so ``scopes=`` rows are then errors).
     """
 
     tokenizer_class = "CloudTokenizerFast"
 
-    def __init__(self, tokenizer: Any = None, scope: dict[str, Any] | None = None, max_length: int | None = None):
+    def __init__(self, tokenizer: Any = None, scope: dict[str, Any] | None = None, max_length: int | None = None,
+                 cell_features: bool = False):
         if scope is None and tokenizer is not None:
             scope = tokenizer.scope_config
         if max_length is None and tokenizer is not None:
             max_length = int(tokenizer.model_max_length)
         self.scope = dict(scope) if scope is not None else None
         self.max_length = max_length
+        self.cell_features = bool(cell_features)
         super().__init__(tokenizer)
 
     # --- loading -------------------------------------------------------------------------------------
@@ -128,14 +137,16 @@ class CloudProcessor(ProcessorMixin):
     @classmethod
     def for_model(cls, config: Any, tokenizer: Any) -> CloudProcessor:
         """The processor of a checkpoint that records no processor: SCOPE settings from ``config.scope`` (else the
-        tokenizer's), ``max_length`` from ``config.max_position_embeddings``."""
+        tokenizer's), ``max_length`` from ``config.max_position_embeddings``, ``cell_features`` from
+        ``config.thermo_cell_features``."""
         scope = getattr(config, "scope", None) or tokenizer.scope_config
         if scope is None:
             raise CrystalInputError(
                 "the checkpoint records no SCOPE settings (config.scope or the tokenizer's 'scope'); cannot encode crystals"
             )
         max_length = getattr(config, "max_position_embeddings", None)
-        return cls(tokenizer, scope=scope, max_length=max_length)
+        return cls(tokenizer, scope=scope, max_length=max_length,
+                   cell_features=bool(getattr(config, "thermo_cell_features", False)))
 
     # --- encoding ------------------------------------------------------------------------------------
 
@@ -149,7 +160,9 @@ class CloudProcessor(ProcessorMixin):
         return ScopeEncoder.from_dict(self.scope)
 
     def encode_crystal(self, crystal: Any, name: str | None = None) -> CrystalEncoding:
-        """SCOPE string, formula and atom count of one crystal; ``CrystalInputError`` naming the input otherwise."""
+        """SCOPE string, formula, atom count (and cell descriptors) of one crystal; ``CrystalInputError`` naming the
+        input otherwise."""
+        from cloud_hf.cell_descriptors import cell_descriptors
         from cloud_hf.structures import load_cell
 
         encoder = self.scope_encoder
@@ -157,7 +170,9 @@ class CloudProcessor(ProcessorMixin):
         # Canonical SCOPE ignores site order, so the cell read above is encoded as is (each file read once);
         # reference SCOPE follows pymatgen's site order, so the encoder reads the input as the reference does.
         scope = encoder.encode(cell if encoder.mode == "canonical" else crystal, name=name)
-        return CrystalEncoding(scope=scope, formula=reduced_formula(cell.atomic_numbers), n_atoms=len(cell))
+        descriptors = tuple(cell_descriptors(cell)) if self.cell_features else None
+        return CrystalEncoding(scope=scope, formula=reduced_formula(cell.atomic_numbers), n_atoms=len(cell),
+                               cell_features=descriptors)
 
     def token_ids(self, scope: str, name: str | None = None) -> list[int]:
         """Token ids of a SCOPE string ([CLS]/[SEP] included), checked by [`check_token_ids`]."""
@@ -201,18 +216,27 @@ class CloudProcessor(ProcessorMixin):
         items = scopes if scopes is not None else (crystals if isinstance(crystals, (list, tuple)) else [crystals])
         for item in items:
             try:
+                if scopes is not None and self.cell_features:
+                    raise CrystalInputError(f"SCOPE string '{item}': this model also reads the crystal's cell "
+                                            "(cell_features: volume, density, neighbour distances), which a SCOPE "
+                                            "string does not give; pass the structure")
                 encoding = CrystalEncoding(scope=item) if scopes is not None else self.encode_crystal(item)
                 rows.append(self.token_ids(encoding.scope))
             except Exception as error:  # one bad crystal never takes the batch down: its error fills its slot
                 encoding = CrystalEncoding(error=describe_error(error))
                 rows.append(self.tokenizer.build_inputs_with_special_tokens([]))
             encodings.append(encoding)
-        padded = self.tokenizer.pad({"input_ids": rows}, padding=padding, return_attention_mask=True)
-        return CrystalBatch(dict(padded), encodings, tensor_type=return_tensors)
+        padded = dict(self.tokenizer.pad({"input_ids": rows}, padding=padding, return_attention_mask=True))
+        if self.cell_features:  # a failed crystal's placeholder row: zeros (its outputs are dropped)
+            from cloud_hf.cell_descriptors import NUM_CELL_DESCRIPTORS
+
+            padded["cell_features"] = [list(encoding.cell_features or [0.0] * NUM_CELL_DESCRIPTORS)
+                                       for encoding in encodings]
+        return CrystalBatch(padded, encodings, tensor_type=return_tensors)
 
     @property
     def model_input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask"]
+        return ["input_ids", "attention_mask", *(["cell_features"] if self.cell_features else [])]
 
 
 def describe_error(error: Exception) -> str:

@@ -280,6 +280,22 @@ def isolated_cluster_gaps(lattice: np.ndarray, frac_coords: np.ndarray) -> list[
     return (np.diff(cyclic, axis=0).max(axis=0) * interplanar_spacings(lattice)).tolist()
 
 
+def _periodic_images(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cartesian points (Å) of the sites (wrapped into the cell, first ``n`` rows, in order) and of their periodic
+    images within ``cutoff`` Å of the cell, with the site each point is an image of: ``(points, owners)``."""
+    n_sites = len(frac_coords)
+    wrapped = np.mod(frac_coords, 1.0)
+    skin = cutoff / interplanar_spacings(lattice)  # the cutoff in fractional units, per direction
+    reach = np.ceil(skin).astype(int)
+    shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3)
+    shifts = shifts[shifts.any(axis=1)]  # every shift but the cell itself, all at once (a Python loop over the
+    images = wrapped[None, :, :] + shifts[:, None, :]  # shifts took 4 ms of the 6.6 ms per phonon crystal)
+    near = np.all((images > -skin) & (images < 1.0 + skin), axis=2)  # (shifts, sites)
+    points = np.concatenate([wrapped, images[near]])
+    owners = np.concatenate([np.arange(n_sites), np.nonzero(near)[1]])
+    return points @ lattice, owners
+
+
 def closest_pair(
     lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float = MIN_INTERATOMIC_DISTANCE
 ) -> tuple[int, int, float] | None:
@@ -295,19 +311,7 @@ def closest_pair(
     n_sites = len(frac_coords)
     if n_sites == 0 or cutoff <= 0:
         return None
-    wrapped = np.mod(frac_coords, 1.0)
-    skin = cutoff / interplanar_spacings(lattice)  # the cutoff in fractional units, per direction
-    reach = np.ceil(skin).astype(int)
-    points, owners = [wrapped], [np.arange(n_sites)]
-    for shift in np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3):
-        if not shift.any():
-            continue
-        image = wrapped + shift
-        near = np.all((image > -skin) & (image < 1.0 + skin), axis=1)
-        points.append(image[near])
-        owners.append(np.flatnonzero(near))
-    all_cart = np.concatenate(points) @ lattice
-    owner = np.concatenate(owners)
+    all_cart, owner = _periodic_images(lattice, frac_coords, cutoff)
     pairs = cKDTree(all_cart[:n_sites]).sparse_distance_matrix(
         cKDTree(all_cart), cutoff, output_type="ndarray"
     )
@@ -317,6 +321,23 @@ def closest_pair(
     best = pairs[np.argmin(pairs["v"])]
     i, j = int(best["i"]), int(owner[best["j"]])
     return min(i, j), max(i, j), float(best["v"])
+
+
+def nearest_neighbour_distances(lattice: np.ndarray, frac_coords: np.ndarray) -> np.ndarray:
+    """Each site's distance to its nearest other atom (its own periodic images included), in Å, ``(n_sites,)``.
+
+    The same KD-tree search as :func:`closest_pair`; the search radius starts at twice the cube root of the
+    volume per atom (beyond the nearest neighbour of any bulk crystal) and doubles until every site has one.
+    """
+    n_sites = len(frac_coords)
+    cutoff = 2.0 * (abs(float(np.linalg.det(lattice))) / max(n_sites, 1)) ** (1.0 / 3.0)
+    while True:
+        points, _ = _periodic_images(lattice, frac_coords, cutoff)
+        distances, _ = cKDTree(points).query(points[:n_sites], k=2, distance_upper_bound=cutoff)
+        nearest = distances[:, 1]  # column 0 is the site itself
+        if np.all(np.isfinite(nearest)):
+            return nearest
+        cutoff *= 2.0
 
 
 def structure_from_pmg_str(text: str) -> Structure:

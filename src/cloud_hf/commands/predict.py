@@ -118,7 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
         leave_out = UNCERTAIN_TERMINAL_LEFT_OUT if with_std else TERMINAL_LEFT_OUT
         print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in results])
     if args.plot is not None and getattr(predictor.model.config, "thermo_head", None):
-        plot_model_curves(predictor, results, args.plot, args.temperatures)
+        plot_model_curves(predictor, results, args.plot, args.temperatures, [item.crystal for item in inputs])
     elif args.plot is not None:
         plot_heat_capacity(results, args.plot, args.temperatures)
     n_ok = sum(result["error"] is None for result in results)
@@ -237,19 +237,25 @@ def plot_heat_capacity(results: list[dict[str, Any]], path: Path, temperatures: 
 
 
 def plot_model_curves(predictor: Any, results: list[dict[str, Any]], path: Path,
-                      temperatures: Sequence[float] | None) -> None:
+                      temperatures: Sequence[float] | None, crystals_in: Sequence[Any] | None = None) -> None:
     """Plot a thermodynamics model's per-atom C_v(T) with its ±2σ band beside its predicted DOS
-    (``cloud_hf.plotting.plot_model_thermo``), from 1 K to 1.5 × the highest of 1000 K and the requested ones."""
+    (``cloud_hf.plotting.plot_model_thermo``), from 1 K to 1.5 × the highest of 1000 K and the requested ones.
+    ``crystals_in``: the crystals of ``results`` (same order), read again for a model with cell descriptors."""
     import torch
 
     from cloud_hf.plotting import plot_model_thermo
 
+    predicted = [(row, result) for row, result in enumerate(results, start=1) if result["error"] is None]
     crystals = [(f"{row}. {result['formula']} ({Path(result['input']).name})", result["scope"], result["n_atoms"])
-                for row, result in enumerate(results, start=1) if result["error"] is None]
+                for row, result in predicted]
     if not crystals:
         print(f"no crystal predicted: {path} not written")
         return
+    cells = None  # a model that reads cell descriptors: the processor reads them again from the inputs
+    if predictor.processor.cell_features:
+        cells = predictor.processor([crystals_in[row - 1] for row, _ in predicted],
+                                    return_tensors="pt")["cell_features"]
     top = 1.5 * max([1000.0, *(temperatures or [])])
     plot_model_thermo(predictor.model, predictor.tokenizer, crystals, path,
-                      temperatures=torch.linspace(1.0, top, 300))
+                      temperatures=torch.linspace(1.0, top, 300), cell_features=cells)
     print(f"wrote per-atom C_v(T) with ±2σ bands and the predicted DOS to {path}")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, set_seed
 
+from cloud_hf.cell_descriptors import descriptor_statistics
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
@@ -112,6 +113,9 @@ class ThermoModelArguments(ModelArguments):
     mass_scaling: bool = option(
         False, "The dos head predicts the DOS on a mass-reduced axis ω·√(m̄/m_ref), stretched per crystal by its "
                "mean atomic mass (needs composition_features).")
+    cell_features: bool = option(
+        False, "Heads also read the cell descriptors (ln volume per atom, density, neighbour distances; "
+               "cloud_hf.cell_descriptors), standardised on the training crystals (needs composition_features).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -125,9 +129,10 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
     checkpoint = Path(model_args.checkpoint)
     overrides = dict(model_args.config_overrides or {})
     if model_args.head == "debye":
-        if model_args.composition_features or model_args.mass_scaling:
-            raise CloudConfigError("composition_features and mass_scaling are options of the thermo heads; the debye "
-                                   "head (CloudDebyeModel, the paper's) reads the tokens only: set them to false")
+        if model_args.composition_features or model_args.mass_scaling or model_args.cell_features:
+            raise CloudConfigError("composition_features, mass_scaling and cell_features are options of the thermo "
+                                   "heads; the debye head (CloudDebyeModel, the paper's) reads the tokens only: set "
+                                   "them to false")
         return CloudDebyeModel.from_pretrained(checkpoint, head_dropout=model_args.head_dropout, **overrides)
     model = CloudThermoModel.from_encoder(checkpoint, tokenizer, thermo_head=model_args.head,
                                           thermo_members=model_args.members, thermo_num_einstein=model_args.num_einstein,
@@ -135,7 +140,11 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
                                           thermo_composition_features=model_args.composition_features,
                                           thermo_dos_loss_weight=model_args.dos_loss_weight,
                                           thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
-                                          thermo_mass_scaling=model_args.mass_scaling, **overrides)
+                                          thermo_mass_scaling=model_args.mass_scaling,
+                                          thermo_cell_features=model_args.cell_features, **overrides)
+    if model_args.cell_features:
+        model.config.thermo_cell_statistics = descriptor_statistics(
+            np.stack([example["cell_features"] for example in train_examples]))
     if model_args.head == "dos":
         model.config.thermo_dos_prior = dos_prior(model, train_examples)
     return model
@@ -245,8 +254,9 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
         fit = ensemble and model_args.calibrate_std and model_args.std_scale is None
         if fit:
             model.config.thermo_std_scale = 1.0
-        _, prediction = evaluate_on(model, tokenizer, validation_table,
-                                    [example["input_ids"] for example in validation_examples])
+        _, prediction = evaluate_on(model, tokenizer, validation_table, (
+            [example["input_ids"] for example in validation_examples],
+            np.stack([example["cell_features"] for example in validation_examples])))
         if fit:
             model.config.thermo_std_scale = fit_std_scale(prediction, validation_table)
             prediction = scaled_std(prediction, model.config.thermo_std_scale)

@@ -2,7 +2,8 @@
 
 Each example carries every label of the multi-fidelity set, NaN where its source gives none (the heads' losses skip
 NaN): ``heat_capacity_labels`` and ``entropy_labels`` at the label temperatures, ``dos_labels`` on the DOS head's
-grid, ``agl_theta_labels``.
+grid, ``agl_theta_labels``; and its ``cell_features`` (:mod:`cloud_hf.cell_descriptors`), which the collator passes to
+models that take them.
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ logger = logging.getLogger("cloud_hf.training.thermo")
 
 def crystal_processor(tokenizer: Any) -> CloudProcessor:
     """The [`CloudProcessor`] of ``tokenizer``: its recorded SCOPE encoder (canonical by default), its length and
-    unknown-token checks, so training reads crystals exactly as the pipeline does."""
-    return CloudProcessor(tokenizer, scope=scope_encoder_for(tokenizer).to_dict())
+    unknown-token checks, so training reads crystals exactly as the pipeline does; with the cell descriptors."""
+    return CloudProcessor(tokenizer, scope=scope_encoder_for(tokenizer).to_dict(), cell_features=True)
 
 
-def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str]) -> list[list[int]]:
-    """Token ids of each crystal's SCOPE string, through the tokenizer's processor (errors name the crystal)."""
+def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+    """Token ids of each crystal's SCOPE string and its cell descriptors `(n, 4)`, through the tokenizer's processor
+    (errors name the crystal)."""
     processor = crystal_processor(tokenizer)
-    return [processor.token_ids(processor.encode_crystal(cif, name=name).scope, name=name)
-            for cif, name in zip(cifs, names)]
+    ids, cells = [], []
+    for cif, name in zip(cifs, names):
+        encoding = processor.encode_crystal(cif, name=name)
+        ids.append(processor.token_ids(encoding.scope, name=name))
+        cells.append(encoding.cell_features)
+    return ids, np.asarray(cells, dtype=np.float32).reshape(len(ids), -1)
 
 
 def pad_token_ids(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +65,7 @@ def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
     """Training examples of phonon crystals with the chosen label sources (others NaN); temperatures in K."""
     heat, entropy = table.thermo_labels(temperatures)
     per_atom_dos = table.per_atom_dos()[:, 1:]  # the DOS head's grid starts at the first bin (20 cm⁻¹)
-    ids = encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    ids, cells = encode_crystals(tokenizer, table.cifs, table.mp_ids)
     column_300 = list(temperatures).index(300.0) if 300.0 in temperatures else None
     if "cv_300" in labels and column_300 is None:
         raise CloudConfigError("label source cv_300 needs 300 K among label_temperatures")
@@ -69,7 +75,7 @@ def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
         if "cv_300" in labels and "cv_curve" not in labels:
             heat_labels[column_300] = table.cv_label_300[row]
         examples.append({
-            "input_ids": ids[row], "n_atoms": float(table.n_atoms[row]),
+            "input_ids": ids[row], "n_atoms": float(table.n_atoms[row]), "cell_features": cells[row],
             "heat_capacity_labels": heat_labels,
             "entropy_labels": entropy[row].astype(np.float32) if "entropy" in labels else _nan(len(temperatures)),
             "dos_labels": per_atom_dos[row].astype(np.float32) if "dos" in labels else _nan(per_atom_dos.shape[1]),
@@ -96,6 +102,7 @@ def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_freque
             continue
         examples.append({
             "input_ids": input_ids, "n_atoms": float(encoding.n_atoms),
+            "cell_features": np.asarray(encoding.cell_features, dtype=np.float32),
             "heat_capacity_labels": _nan(n_temperatures), "entropy_labels": _nan(n_temperatures),
             "dos_labels": _nan(n_frequencies), "agl_theta_labels": np.float32(theta),
         })
@@ -125,8 +132,9 @@ class ThermoCollator:
             "n_atoms": torch.tensor([example["n_atoms"] for example in examples]),
             "temperature": self.temperatures.expand(len(examples), -1),
         }
-        for name in ("heat_capacity_labels", "entropy_labels", "dos_labels", "agl_theta_labels"):
-            batch[name] = torch.as_tensor(np.stack([example[name] for example in examples]))
+        for name in ("cell_features", "heat_capacity_labels", "entropy_labels", "dos_labels", "agl_theta_labels"):
+            if name in examples[0]:
+                batch[name] = torch.as_tensor(np.stack([example[name] for example in examples]))
         if self.bootstrap and self.members > 1:
             rates = torch.ones(len(examples), self.members)
             batch["member_weights"] = torch.poisson(rates, generator=self.generator)

@@ -18,8 +18,11 @@ EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
 
 @torch.no_grad()
 def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_atoms: Sequence[float],
-                   temperatures: Sequence[float], pad_token_id: int, batch_size: int = 128) -> dict[str, np.ndarray]:
-    """C_v and S per mole of cells (and their std where the model has one), ``(n, n_T)``, in evaluation mode."""
+                   temperatures: Sequence[float], pad_token_id: int, batch_size: int = 128,
+                   cell_features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """C_v and S per mole of cells (and their std where the model has one), ``(n, n_T)``, in evaluation mode;
+    ``cell_features`` `(n, 4)` go to models whose config asks for them (``thermo_cell_features``)."""
+    cells_wanted = bool(getattr(model.config, "thermo_cell_features", False))
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
     temperature = torch.tensor(list(temperatures), dtype=torch.float32)
@@ -27,8 +30,12 @@ def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_ato
         chunk = input_ids[start: start + batch_size]
         ids, mask = pad_token_ids(chunk, pad_token_id)
         atoms = torch.tensor(list(n_atoms[start: start + batch_size]), dtype=torch.float32)
+        extra = {}
+        if cells_wanted:
+            extra["cell_features"] = torch.as_tensor(cell_features[start: start + batch_size]).to(model.device)
         output = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                       temperature=temperature.expand(len(chunk), -1).to(model.device), n_atoms=atoms.to(model.device))
+                       temperature=temperature.expand(len(chunk), -1).to(model.device), n_atoms=atoms.to(model.device),
+                       **extra)
         for name in ("heat_capacity", "heat_capacity_std", "entropy", "entropy_std", "dos"):
             value = getattr(output, name, None)
             if value is not None:
@@ -60,10 +67,13 @@ def thermo_metrics(prediction: dict[str, np.ndarray], table: PhononTable,
 
 
 def evaluate_on(model: PreTrainedModel, tokenizer: Any, table: PhononTable,
-                input_ids: Sequence[list[int]] | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """:func:`thermo_metrics` of ``model`` on ``table`` (crystals encoded unless ``input_ids`` are given)."""
-    ids = input_ids if input_ids is not None else encode_crystals(tokenizer, table.cifs, table.mp_ids)
-    prediction = predict_thermo(model, ids, table.n_atoms, [*list(EVAL_TEMPERATURES), 300.0], tokenizer.pad_token_id)
+                encoded: tuple[Sequence[list[int]], np.ndarray] | None = None,
+                ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """:func:`thermo_metrics` of ``model`` on ``table`` (crystals encoded unless ``encoded`` = (token ids, cell
+    descriptors), as :func:`~cloud_hf.training.thermo_data.encode_crystals` gives them, are given)."""
+    ids, cells = encoded if encoded is not None else encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    prediction = predict_thermo(model, ids, table.n_atoms, [*list(EVAL_TEMPERATURES), 300.0], tokenizer.pad_token_id,
+                                cell_features=cells)
     return thermo_metrics(prediction, table), prediction
 
 
