@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/sweep_thermo.py --variant base --variant composition [--split-seeds 0 1 2]
     python benchmarks/sweep_thermo.py --table            # the table of every finished run under --output
-    python benchmarks/sweep_thermo.py --std-scale ens5_mixed_80ep  # the ensemble std scale pooled over its carves
+    python benchmarks/sweep_thermo.py --std-scale ens5_mixed_80ep  # the ensemble std scale pooled over carves 0-2
 
 Each variant is a list of recipe options on top of ``recipes/configs/thermo_dos.yaml``; every run trains on one
 seeded carve of the 887 non-test phonon crystals and is scored on that carve's validation crystals (89). The test
@@ -80,6 +80,7 @@ VARIANTS: dict[str, list[str]] = {
     "ens5_mixed_80ep_mass": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, MASS_SCALING),
     "ens5_mixed_80ep_dropout0.2": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, DROPOUT_02),
     "ens5_mixed_80ep_cell": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, CELL),
+    "ens5_mixed_80ep_lld0.8": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, {"layer_lr_decay": "0.8"}),
     "mixed_80ep": options(COMPOSITION, MIXED, EPOCHS_80),
     "mixed_80ep_mass": options(COMPOSITION, MIXED, EPOCHS_80, MASS_SCALING),
 }
@@ -97,8 +98,9 @@ def run_variant(name: str, split_seed: int, output: Path) -> dict[str, float]:
     return train_thermo(data, model, training, evaluate_test=False).validation_metrics
 
 
-def carves_std_scale(name: str, output: Path) -> float:
-    """The ensemble std scale pooled over the finished carve runs of ``name`` (each on its own validation)."""
+def carves_std_scale(name: str, output: Path, split_seeds: list[int]) -> float:
+    """The ensemble std scale pooled over the finished carve runs of ``name`` on the carves ``split_seeds`` (each
+    on its own validation)."""
     from transformers import AutoTokenizer
 
     from cloud_hf.modeling_cloud_thermo import CloudThermoModel
@@ -109,6 +111,8 @@ def carves_std_scale(name: str, output: Path) -> float:
     predictions, alone, crystals = [], [], set()
     for path in sorted(output.glob(f"{name}_split*/metrics.json")):
         data = json.loads(path.read_text())["options"]["data"]
+        if data["split_seed"] not in split_seeds:
+            continue
         validation = phonon_splits(table, data["validation_fraction"], data["split_seed"])[1]
         model = CloudThermoModel.from_pretrained(path.parent / "model")
         alone.append(model.config.thermo_std_scale)
@@ -152,7 +156,7 @@ def main() -> None:
     arguments = parser.parse_args()
     output = Path(arguments.output)
     if arguments.std_scale:
-        carves_std_scale(arguments.std_scale, output)
+        carves_std_scale(arguments.std_scale, output, arguments.split_seeds)
         return
     if not arguments.table:
         for name in arguments.variant:
