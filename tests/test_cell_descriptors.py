@@ -223,3 +223,19 @@ def test_cli_predicts_and_plots_with_a_cell_model(canonical_tokenizer, tmp_path,
                  "--plot", str(plot)]) == 0
     assert "2 ok, 0 failed" in capsys.readouterr().out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_oblique_setting_of_a_cubic_cell_is_searched_in_its_reduced_basis():
+    """b′ = b + 3000·a is the same simple cubic lattice; as given, its (100) planes are 0.001 Å apart, so the image
+    search would need ~10⁵ shifts: it runs in the LLL-reduced basis and finds what the cubic setting finds."""
+    from cloud_hf.structures import MAX_IMAGE_SHIFTS, closest_pair, interplanar_spacings
+
+    oblique = np.array([[3.0, 0.0, 0.0], [9000.0, 3.0, 0.0], [0.0, 0.0, 3.0]])
+    assert np.prod(2 * np.ceil(2.0 / interplanar_spacings(oblique)) + 1) > 10 * MAX_IMAGE_SHIFTS
+    frac_cubic = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]])
+    frac_oblique = (frac_cubic @ np.linalg.inv(np.array([[1.0, 0, 0], [3000.0, 1, 0], [0, 0, 1]]))) % 1.0
+    np.testing.assert_allclose(nearest_neighbour_distances(oblique, frac_oblique), [math.sqrt(27) / 2] * 2)
+    assert closest_pair(oblique, frac_oblique, cutoff=3.0) == pytest.approx((0, 1, math.sqrt(27) / 2))
+    caesium_chloride = Structure(Lattice.cubic(3.0), ["Cs", "Cl"], frac_cubic)
+    np.testing.assert_allclose(cell_descriptors(load_cell(Structure(Lattice(oblique), ["Cs", "Cl"], frac_oblique))),
+                               cell_descriptors(load_cell(caesium_chloride)), atol=1e-9)

@@ -68,6 +68,12 @@ atomic planes. Slabs (vacuum in one direction) and wires (two) are accepted."""
 
 MAX_ATOMIC_NUMBER = 118
 
+MAX_IMAGE_SHIFTS = 1000
+"""Most periodic-image shifts a neighbour search builds in the cell as given; beyond it (a cell setting so oblique
+that its lattice planes lie far closer together than its vectors are long: a 3 Å simple cubic crystal written
+with b′ = b + 3000·a needed 2.4·10⁵ shifts and 0.3 s for its nearest neighbours, and the count grows without bound
+with the obliqueness) the search runs in the LLL-reduced basis of the same lattice (1 ms there)."""
+
 
 @dataclass(frozen=True)
 class CrystalCell:
@@ -284,9 +290,14 @@ def _periodic_images(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float
     """Cartesian points (Å) of the sites (wrapped into the cell, first ``n`` rows, in order) and of their periodic
     images within ``cutoff`` Å of the cell, with the site each point is an image of: ``(points, owners)``."""
     n_sites = len(frac_coords)
-    wrapped = np.mod(frac_coords, 1.0)
     skin = cutoff / interplanar_spacings(lattice)  # the cutoff in fractional units, per direction
     reach = np.ceil(skin).astype(int)
+    if np.prod(2 * reach + 1) > MAX_IMAGE_SHIFTS:  # an oblique cell setting: search in the LLL-reduced basis of the
+        mapping = Lattice(lattice).lll_mapping  # same lattice (reduced = mapping @ lattice; the same points)
+        lattice, frac_coords = mapping @ lattice, frac_coords @ np.linalg.inv(mapping)
+        skin = cutoff / interplanar_spacings(lattice)
+        reach = np.ceil(skin).astype(int)
+    wrapped = np.mod(frac_coords, 1.0)
     shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3)
     shifts = shifts[shifts.any(axis=1)]  # every shift but the cell itself, all at once (a Python loop over the
     images = wrapped[None, :, :] + shifts[:, None, :]  # shifts took 4 ms of the 6.6 ms per phonon crystal)
