@@ -82,6 +82,7 @@ VARIANTS: dict[str, list[str]] = {
     "ens5_mixed_80ep_cell": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, CELL),
     "ens5_mixed_80ep_lld0.8": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, {"layer_lr_decay": "0.8"}),
     "ens5_mixed_80ep_lr1e-3": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, {"learning_rate": "1e-3"}),
+    "ens5_mixed_80ep_cell_lr1e-3": options(COMPOSITION, ENSEMBLE, MIXED, EPOCHS_80, CELL, {"learning_rate": "1e-3"}),
     "ens5_mixed_120ep": options(COMPOSITION, ENSEMBLE, MIXED, {"num_train_epochs": "120"}),
     "mixed_80ep": options(COMPOSITION, MIXED, EPOCHS_80),
     "mixed_80ep_mass": options(COMPOSITION, MIXED, EPOCHS_80, MASS_SCALING),
