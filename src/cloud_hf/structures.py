@@ -290,13 +290,17 @@ def _periodic_images(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float
     """Cartesian points (Å) of the sites (wrapped into the cell, first ``n`` rows, in order) and of their periodic
     images within ``cutoff`` Å of the cell, with the site each point is an image of: ``(points, owners)``."""
     n_sites = len(frac_coords)
-    skin = cutoff / interplanar_spacings(lattice)  # the cutoff in fractional units, per direction
-    reach = np.ceil(skin).astype(int)
+
+    def fractional_reach(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cutoff in fractional units per direction of ``cell``, and the whole image shifts that cover it."""
+        skin = cutoff / interplanar_spacings(cell)
+        return skin, np.ceil(skin).astype(int)
+
+    skin, reach = fractional_reach(lattice)
     if np.prod(2 * reach + 1) > MAX_IMAGE_SHIFTS:  # an oblique cell setting: search in the LLL-reduced basis of the
         mapping = Lattice(lattice).lll_mapping  # same lattice (reduced = mapping @ lattice; the same points)
         lattice, frac_coords = mapping @ lattice, frac_coords @ np.linalg.inv(mapping)
-        skin = cutoff / interplanar_spacings(lattice)
-        reach = np.ceil(skin).astype(int)
+        skin, reach = fractional_reach(lattice)
     wrapped = np.mod(frac_coords, 1.0)
     shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3)
     shifts = shifts[shifts.any(axis=1)]  # every shift but the cell itself, all at once (a Python loop over the
