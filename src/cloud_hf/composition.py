@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -99,20 +99,27 @@ def ln_mass_statistics(vocab: Mapping[str, int], vocab_size: int) -> torch.Tenso
     return torch.stack([mean[column], std[column]])
 
 
+def element_weights(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, is_element: torch.Tensor,
+                    atom_counts: torch.Tensor) -> torch.Tensor:
+    """Atoms of each token `(batch, seq)`: an element token's weight is the atom count of the token after it (0
+    after padding); every other token weighs 0."""
+    mask = attention_mask.to(atom_counts) if attention_mask is not None else torch.ones_like(
+        input_ids, dtype=atom_counts.dtype)
+    following = torch.nn.functional.pad(input_ids[:, 1:], (0, 1), value=0)
+    following_mask = torch.nn.functional.pad(mask[:, 1:], (0, 1), value=0.0)
+    return is_element[input_ids] * mask * atom_counts[following] * following_mask
+
+
 def pooled_composition_features(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                                 is_element: torch.Tensor, element_properties: torch.Tensor,
                                 atom_counts: torch.Tensor) -> torch.Tensor:
     """Composition descriptors `(batch, NUM_COMPOSITION_FEATURES)` of token ids `(batch, seq)`.
 
-    An element token's weight is the atom count of the token after it (0 after padding); per property: the
+    An element token's weight is the atom count of the token after it (:func:`element_weights`); per property: the
     weight-averaged mean, then min and max over the weighted element tokens. A row without any (a failed crystal's
     placeholder) gets zeros.
     """
-    mask = attention_mask.to(element_properties) if attention_mask is not None else torch.ones_like(
-        input_ids, dtype=element_properties.dtype)
-    following = torch.nn.functional.pad(input_ids[:, 1:], (0, 1), value=0)
-    following_mask = torch.nn.functional.pad(mask[:, 1:], (0, 1), value=0.0)
-    weight = is_element[input_ids] * mask * atom_counts[following] * following_mask  # (batch, seq)
+    weight = element_weights(input_ids, attention_mask, is_element, atom_counts.to(element_properties))
     properties = element_properties[input_ids]  # (batch, seq, P)
     present = (weight > 0)[..., None]
     total = weight.sum(1, keepdim=True).clamp(min=1e-12)
@@ -123,5 +130,24 @@ def pooled_composition_features(input_ids: torch.Tensor, attention_mask: torch.T
     return torch.where(present.any(1), features, torch.zeros_like(features))
 
 
-__all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "element_token_table", "ln_mass_statistics",
-           "pooled_composition_features"]
+def atom_share(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, is_element: torch.Tensor,
+               atom_counts: torch.Tensor, token_flags: torch.Tensor) -> torch.Tensor:
+    """The share of a crystal's atoms `(batch,)` on element tokens flagged by ``token_flags`` `(vocab_size,)` (e.g.
+    elements never seen in training); 0 for a row without element tokens."""
+    weight = element_weights(input_ids, attention_mask, is_element, atom_counts)
+    return (weight * token_flags[input_ids]).sum(1) / weight.sum(1).clamp(min=1e-12)
+
+
+def element_symbol_table(vocab: Mapping[str, int], vocab_size: int, symbols: Iterable[str]) -> torch.Tensor:
+    """`(vocab_size,)`: 1 for the element-symbol tokens of the vocabulary that are **not** in ``symbols``."""
+    is_element = _raw_token_tables(vocab, vocab_size)[0]
+    known = set(symbols)
+    flags = torch.zeros(vocab_size)
+    for token, index in vocab.items():
+        if index < vocab_size and is_element[index] and token not in known:
+            flags[index] = 1.0
+    return flags
+
+
+__all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "atom_share", "element_symbol_table",
+           "element_token_table", "element_weights", "ln_mass_statistics", "pooled_composition_features"]

@@ -54,6 +54,8 @@ from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, NUM_CELL_DESCRIPTORS
 from cloud_hf.composition import (
     ELEMENT_PROPERTIES,
     NUM_COMPOSITION_FEATURES,
+    atom_share,
+    element_symbol_table,
     element_token_table,
     ln_mass_statistics,
     pooled_composition_features,
@@ -84,6 +86,7 @@ THERMO_DEFAULTS: dict[str, Any] = {
     "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
     "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
     "thermo_reduced_frequency_max": 1200.0, "thermo_cell_features": False, "thermo_cell_statistics": None,
+    "thermo_sources": None, "thermo_training_elements": None, "thermo_unseen_element_std": 0.0,
 }
 """The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
@@ -153,6 +156,9 @@ class CloudThermoOutput(ModelOutput):
             the debye-einstein head's optical frequencies (cm⁻¹) and modes per cell.
         agl_debye_temperature, agl_debye_temperature_std (`torch.FloatTensor` of shape `(batch_size,)`): the
             auxiliary AFLOW-AGL θ_D, K.
+        unseen_element_share (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): with
+            ``config.thermo_training_elements``, the share of the crystal's atoms whose element no training crystal
+            had; every std above is widened for it (``config.thermo_unseen_element_std``).
     """
 
     loss: torch.Tensor | None = None
@@ -172,6 +178,11 @@ class CloudThermoOutput(ModelOutput):
     einstein_modes: torch.Tensor | None = None
     agl_debye_temperature: torch.Tensor | None = None
     agl_debye_temperature_std: torch.Tensor | None = None
+    unseen_element_share: torch.Tensor | None = None
+
+
+class SourceOffsets(nn.Embedding):
+    """One learned offset of a member's [CLS] state per label source (zeros at the start)."""
 
 
 class CloudThermoMember(nn.Module):
@@ -190,13 +201,19 @@ class CloudThermoMember(nn.Module):
             descriptors = NUM_COMPOSITION_FEATURES + NUM_CELL_DESCRIPTORS * bool(config.thermo_cell_features)
             self.composition = nn.Sequential(nn.Linear(descriptors, config.hidden_size), nn.SiLU(),
                                              nn.Linear(config.hidden_size, config.hidden_size))
+        self.source = None
+        if config.thermo_sources:  # one learned offset of the [CLS] state per label source (code, functional)
+            self.source = SourceOffsets(len(config.thermo_sources), config.hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                composition: torch.Tensor | None = None) -> torch.Tensor:
+                composition: torch.Tensor | None = None, source_ids: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
         summary = hidden[:, 0]
         if self.composition is not None and composition is not None:
             summary = summary + self.composition(composition.to(summary))
+        if self.source is not None:
+            ids = source_ids if source_ids is not None else torch.zeros_like(input_ids[:, 0])
+            summary = summary + self.source(ids.to(input_ids.device).long())
         output = self.head(summary)
         return output.to(torch.promote_types(output.dtype, torch.float32))  # thermodynamics need ≥ float32
 
@@ -253,6 +270,9 @@ class CloudThermoModel(CloudPreTrainedModel):
             self.register_buffer("composition_atom_counts", torch.zeros(vocab_size))
         if self.mass_scaling:  # [mean, std] of ln(m/amu) over the vocabulary's elements
             self.register_buffer("composition_ln_mass_statistics", torch.zeros(2))
+        self.tracks_training_elements = self.uses_composition and config.thermo_training_elements is not None
+        if self.tracks_training_elements:  # 1 for element tokens no training crystal had
+            self.register_buffer("composition_unseen_element", torch.zeros(config.vocab_size))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -264,6 +284,10 @@ class CloudThermoModel(CloudPreTrainedModel):
                 init.zeros_(buffer)
         if module is self and self.mass_scaling:
             init.zeros_(self.composition_ln_mass_statistics)
+        if module is self and self.tracks_training_elements:
+            init.zeros_(self.composition_unseen_element)
+        if isinstance(module, SourceOffsets):
+            init.zeros_(module.weight)  # every source starts at the shared state
 
     def set_composition_tables(self, tokenizer: Any) -> None:
         """Fill the composition token tables from ``tokenizer``'s vocabulary (pymatgen element data); a model built
@@ -279,6 +303,17 @@ class CloudThermoModel(CloudPreTrainedModel):
         if self.mass_scaling:
             self.composition_ln_mass_statistics.copy_(ln_mass_statistics(tokenizer.get_vocab(), self.config.vocab_size)
                                                       .to(self.composition_ln_mass_statistics))
+        if self.tracks_training_elements:
+            self.composition_unseen_element.copy_(element_symbol_table(
+                tokenizer.get_vocab(), self.config.vocab_size, self.config.thermo_training_elements))
+
+    def unseen_element_share(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The share of each crystal's atoms `(batch,)` whose element no training crystal had (None for a model
+        that does not record its training elements)."""
+        if not self.tracks_training_elements:
+            return None
+        return atom_share(input_ids, attention_mask, self.composition_is_element, self.composition_atom_counts,
+                          self.composition_unseen_element)
 
     def composition_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
         """The pooled composition descriptors `(batch, NUM_COMPOSITION_FEATURES)` (None without them)."""
@@ -423,6 +458,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         agl_theta_labels: torch.Tensor | None = None,
         member_weights: torch.Tensor | None = None,
         cell_features: torch.Tensor | None = None,
+        source_ids: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CloudThermoOutput:
         r"""
@@ -432,11 +468,13 @@ class CloudThermoModel(CloudPreTrainedModel):
         cell_features (`torch.Tensor` of shape `(batch_size, 4)`, *optional*): the cell descriptors of
             [`cloud_hf.cell_descriptors.cell_descriptors`] (natural logs), needed by a model with
             ``config.thermo_cell_features``; the processor makes them.
+        source_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): with ``config.thermo_sources``, the
+            index of the label source each crystal is predicted as (default 0: the first source, phonondb).
         """
         batch_size = input_ids.shape[0]
         composition = self.composition_features(input_ids, attention_mask)
         descriptors = self.descriptor_features(composition, cell_features)
-        raw = torch.stack([member(input_ids, attention_mask, descriptors) for member in self.members],
+        raw = torch.stack([member(input_ids, attention_mask, descriptors, source_ids) for member in self.members],
                           dim=1)  # (B, members, P)
         atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
                  else raw.new_ones(batch_size))
@@ -459,6 +497,7 @@ class CloudThermoModel(CloudPreTrainedModel):
             loss = losses.sum()
 
         scale = float(self.config.thermo_std_scale)
+        unseen = self.unseen_element_share(input_ids, attention_mask)
         mean, std = _mean_std(spectra.dos, scale)
         agl_mean, agl_std = _mean_std(agl_theta, scale)
         fields: dict[str, Any] = {
@@ -467,9 +506,14 @@ class CloudThermoModel(CloudPreTrainedModel):
             "einstein_frequencies": spectra.einstein_frequencies, "einstein_modes": spectra.einstein_modes,
         }
         if thermo is not None:
+            widen = float(self.config.thermo_unseen_element_std or 0.0)
             for name in THERMO_UNITS:
-                fields[name], fields[f"{name}_std"] = _mean_std(getattr(thermo, name), scale)
+                value, spread = _mean_std(getattr(thermo, name), scale)
+                if unseen is not None and widen > 0:  # unknown chemistry: ± widen × |value| per unseen share
+                    spread = torch.sqrt(spread**2 + (widen * unseen.to(value)[:, None] * value.abs()) ** 2)
+                fields[name], fields[f"{name}_std"] = value, spread
             fields["member_heat_capacity"] = thermo.heat_capacity
+        fields["unseen_element_share"] = unseen
         return CloudThermoOutput(loss=loss, **fields)
 
     def member_loss(self, spectra: _MemberSpectra, thermo: PhononThermodynamics | None, n_atoms: torch.Tensor,
@@ -555,6 +599,8 @@ class CloudThermoModel(CloudPreTrainedModel):
                 crystal.append(_record("debye_temperature", theta_value[row][column], "K", theta_std[row][column], temp))
             if self.config.thermo_agl_trained:
                 crystal.append(_record("agl_debye_temperature", agl[0][row], "K", agl[1][row]))
+            if outputs.unseen_element_share is not None:
+                crystal.append(_record("unseen_element_share", float(outputs.unseen_element_share[row]), "", 0.0))
             records.append(crystal)
         return records
 

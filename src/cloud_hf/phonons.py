@@ -547,14 +547,19 @@ def write_sources_test_split(phonondb_ids: Sequence[str], jarvis_ids: Sequence[s
 
 def crystals_splits(crystals: PhononCrystals, validation_fraction: float = 0.1, seed: int = 0,
                     test_ids_file: str | Path = DEFAULT_SOURCES_TEST_IDS_FILE,
+                    holdout_elements: Sequence[str] = (),
                     ) -> tuple[PhononCrystals, PhononCrystals, PhononCrystals]:
     """Train, validation and test crystals: test = every row whose id is in the committed split (whatever its
-    source); validation = a seeded share of the other ids (an id's rows of every source on the same side)."""
+    source); validation = a seeded share of the other ids (an id's rows of every source on the same side), plus
+    every non-test crystal containing one of ``holdout_elements`` (a shifted carve)."""
     test_ids = set(read_split_ids(test_ids_file))
     is_test = np.asarray([crystal_id in test_ids for crystal_id in crystals.ids], dtype=bool)
-    rest = sorted({crystal_id for crystal_id, test in zip(crystals.ids, is_test) if not test})
+    held = set(holdout_elements)
+    shifted = {crystal_id for crystal_id, formula, test in zip(crystals.ids, crystals.formulas, is_test)
+               if held and not test and set(_formula_elements(formula)) & held}
+    rest = sorted({crystal_id for crystal_id, test in zip(crystals.ids, is_test) if not test} - shifted)
     random.Random(seed).shuffle(rest)
-    validation_ids = set(rest[:math.ceil(validation_fraction * len(rest))])
+    validation_ids = set(rest[:math.ceil(validation_fraction * len(rest))]) | shifted
     is_validation = np.asarray([crystal_id in validation_ids for crystal_id in crystals.ids], dtype=bool)
     return crystals.where(~is_test & ~is_validation), crystals.where(is_validation), crystals.where(is_test)
 

@@ -33,17 +33,43 @@ from cloud_hf.cell_descriptors import descriptor_statistics
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
-from cloud_hf.phonons import DEFAULT_PHONON_FILE, PhononTable, load_phonon_table, phonon_splits
+from cloud_hf.phonons import (
+    DEFAULT_PHONON_FILE,
+    JARVIS_METALS_FILE,
+    PHONONDB_FILE,
+    SOURCES,
+    UNSTABLE_IMAGINARY_FRACTION,
+    WIDE_FREQUENCIES,
+    BadPhononRow,
+    PhononCrystals,
+    PhononTable,
+    crystals_splits,
+    load_phonon_crystals,
+    load_phonon_table,
+    phonon_splits,
+)
 from cloud_hf.training.arguments import CloudTrainingArguments, ModelArguments, option
 from cloud_hf.training.models import recipe_tokenizer
 from cloud_hf.training.reporting import write_json
-from cloud_hf.training.thermo_data import ThermoCollator, agl_examples, pad_token_ids, phonon_examples
+from cloud_hf.training.thermo_data import (
+    ThermoCollator,
+    agl_examples,
+    crystal_examples,
+    pad_token_ids,
+    phonon_examples,
+)
 from cloud_hf.training.thermo_evaluation import (
     EVAL_TEMPERATURES,
+    crystal_metrics,
+    crystal_prediction,
+    crystal_split_metrics,
+    crystal_std_scale,
     evaluate_on,
     fit_std_scale,
+    fit_unseen_element_std,
     scaled_std,
     thermo_metrics,
+    widened_std,
 )
 from cloud_hf.training.trainer import build_trainer
 
@@ -76,6 +102,21 @@ class ThermoDataArguments:
     agl_file: str = option(str(_AGL_FILE), "AFLOW AGL θ_D rows (columns cif, debye_temperature in K).")
     agl_max_rows: int | None = option(None, "Read only the first N AGL rows; None: all.")
     max_train_rows: int | None = option(None, "Train on only the first N phonon training crystals (smoke runs).")
+    sources: list[str] = option(
+        [], f"Train on the phonon crystals of these sources (any of {', '.join(SOURCES)}; cloud_hf.phonons."
+            "load_phonon_crystals), split by the committed test ids of every source; empty: the Petretto table "
+            "alone with its own split (phonon_file).")
+    phonondb_file: str = option(str(PHONONDB_FILE), "The phonondb table (phonondb_train.csv.gz).")
+    jarvis_file: str = option(str(JARVIS_METALS_FILE), "The JARVIS metals table (jarvis_metals_train.csv.gz).")
+    max_imaginary_fraction: float | None = option(
+        UNSTABLE_IMAGINARY_FRACTION, "phonondb crystals with a larger share of imaginary modes are left out "
+                                     "(reported as bad rows); None keeps them.")
+    holdout_elements: list[str] = option(
+        [], "Non-test crystals containing any of these elements go to validation, not training (a shifted "
+            "validation carve, for calibrating the std on chemistry unlike the training set).")
+    cache_dir: str | None = option(
+        "outputs/cache", "Where the crystals' encodings (token ids, cell descriptors) are kept between runs; None: "
+                         "encode every run.")
     final_fit: bool = option(
         False, "After the model choice: train on the validation carve too (every non-test crystal), for a fixed "
                "number of epochs (set eval_strategy 'no'); the ensemble std scale is then model.std_scale.")
@@ -84,6 +125,11 @@ class ThermoDataArguments:
         unknown = set(self.labels) - set(LABEL_SOURCES)
         if unknown or not self.labels:
             raise CloudConfigError(f"labels must be a non-empty subset of {LABEL_SOURCES}, got {self.labels}")
+        if set(self.sources) - set(SOURCES):
+            raise CloudConfigError(f"sources must be a subset of {SOURCES}, got {self.sources}")
+        if self.sources and set(self.labels) & {"cv_300", "agl"}:
+            raise CloudConfigError("labels cv_300 and agl belong to the Petretto-only path; with sources use dos, "
+                                   "cv_curve, entropy")
         if not 0.0 < self.validation_fraction < 1.0:
             raise CloudConfigError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
@@ -113,6 +159,9 @@ class ThermoModelArguments(ModelArguments):
     mass_scaling: bool = option(
         False, "The dos head predicts the DOS on a mass-reduced axis ω·√(m̄/m_ref), stretched per crystal by its "
                "mean atomic mass (needs composition_features).")
+    source_embedding: bool = option(
+        False, "Each member learns one offset of its [CLS] state per label source (data sources); predictions use "
+               "the first source (phonondb).")
     cell_features: bool = option(
         False, "Heads also read the cell descriptors (ln volume per atom, density, neighbour distances; "
                "cloud_hf.cell_descriptors), standardised on the training crystals (needs composition_features).")
@@ -124,7 +173,7 @@ class ThermoModelArguments(ModelArguments):
 
 
 def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str, Any]],
-                tokenizer: Any = None) -> PreTrainedModel:
+                tokenizer: Any = None, **settings: Any) -> PreTrainedModel:
     """The head on the pretrained encoder (the DOS head's prior: the logit of the training crystals' mean DOS)."""
     checkpoint = Path(model_args.checkpoint)
     overrides = dict(model_args.config_overrides or {})
@@ -141,7 +190,7 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
                                           thermo_dos_loss_weight=model_args.dos_loss_weight,
                                           thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
                                           thermo_mass_scaling=model_args.mass_scaling,
-                                          thermo_cell_features=model_args.cell_features, **overrides)
+                                          thermo_cell_features=model_args.cell_features, **settings, **overrides)
     if model_args.cell_features:
         model.config.thermo_cell_statistics = descriptor_statistics(
             np.stack([example["cell_features"] for example in train_examples]))
@@ -209,10 +258,120 @@ def thermo_splits(data_args: ThermoDataArguments, table: PhononTable) -> tuple[P
     return train_table, validation_table, test_table
 
 
+def crystal_sets(data_args: ThermoDataArguments) -> tuple[PhononCrystals, PhononCrystals, PhononCrystals,
+                                                           list[BadPhononRow]]:
+    """Train, validation and test crystals of ``data_args.sources`` (test: the committed ids of every source;
+    with ``final_fit`` the validation crystals train too) and the rows left out, with reasons."""
+    crystals, bad = load_phonon_crystals(
+        data_args.phonon_file if "petretto" in data_args.sources else None,
+        data_args.phonondb_file if "phonondb" in data_args.sources else None,
+        data_args.jarvis_file if "jarvis" in data_args.sources else None,
+        data_args.max_imaginary_fraction, WIDE_FREQUENCIES)
+    train, validation, test = crystals_splits(crystals, data_args.validation_fraction, data_args.split_seed,
+                                              holdout_elements=data_args.holdout_elements)
+    if data_args.final_fit:
+        train = PhononCrystals.concatenate([train, validation])
+    if data_args.max_train_rows is not None:
+        train = train.select(range(min(data_args.max_train_rows, len(train))))
+    return train, validation, test, bad
+
+
+def write_bad_phonon_rows(rows: list[BadPhononRow], path: Path) -> None:
+    """The rows a run could not use, one per line (CSV: source, file, row, id, reason), written even when empty."""
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([asdict(row) for row in rows], columns=["source", "file", "row", "id", "reason"]).to_csv(
+        path, index=False)
+
+
+def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
+                         training_args: CloudTrainingArguments, evaluate_test: bool = True) -> ThermoRun:
+    """:func:`train_thermo` on the phonon crystals of every source in ``data_args.sources``: labels at the
+    phonondb temperatures, the DOS on the wide grid (:data:`~cloud_hf.phonons.WIDE_FREQUENCIES`), bad rows (and
+    the unstable crystals the rule leaves out) in ``output_dir/bad_rows_phonons.csv``; metrics per source and for
+    the metals."""
+    if model_args.head != "dos":
+        raise CloudConfigError("training on the phonon sources needs the dos head (the DOS labels reach 4000 cm⁻¹)")
+    output_dir = Path(training_args.output_dir)
+    tokenizer = recipe_tokenizer(model_args)
+    check_final_fit(data_args, model_args, training_args)
+    train, validation, test, bad = crystal_sets(data_args)
+    sources = list(SOURCES) if model_args.source_embedding else None
+    cache = data_args.cache_dir
+    train_examples, bad_train = crystal_examples(train, tokenizer, data_args.labels, sources, cache)
+    validation_examples, bad_validation = crystal_examples(validation, tokenizer, data_args.labels, sources, cache)
+    test_examples, bad_test = (crystal_examples(test, tokenizer, data_args.labels, sources, cache) if evaluate_test
+                               else ([], []))
+    bad += bad_train + bad_validation + bad_test
+    write_bad_phonon_rows(bad, output_dir / "bad_rows_phonons.csv")
+    if not train_examples:
+        raise CloudDataError("no training examples")
+    logger.info("training on %d crystals (%s; %d rows left out, see bad_rows_phonons.csv), validating on %d",
+                len(train_examples), ", ".join(data_args.sources), len(bad), len(validation_examples))
+
+    set_seed(training_args.seed)
+    elements = sorted({element for formula in train.formulas for element in _elements(formula)})
+    model = build_model(model_args, train_examples, tokenizer, thermo_frequencies=WIDE_FREQUENCIES,
+                        thermo_sources=sources, thermo_training_elements=elements)
+    model.config.thermo_agl_trained = False
+    members = model.config.thermo_members
+    collator = ThermoCollator(tokenizer.pad_token_id, train.temperatures.tolist(), model, members,
+                              model_args.bootstrap, training_args.seed)
+    training_args.remove_unused_columns = False
+    training_args.prediction_loss_only = True
+    training_args.label_names = ["heat_capacity_labels"]
+    trainer = build_trainer(model, tokenizer, training_args, train_examples,
+                            None if data_args.final_fit else validation_examples, None, data_collator=collator)
+    trainer.train()
+    model = trainer.model
+
+    ensemble = members > 1
+    if ensemble and model_args.std_scale is not None:
+        model.config.thermo_std_scale = float(model_args.std_scale)
+    validation_metrics = None
+    if not data_args.final_fit:
+        fit = ensemble and model_args.calibrate_std and model_args.std_scale is None
+        given_scale = float(model.config.thermo_std_scale)
+        model.config.thermo_std_scale, model.config.thermo_unseen_element_std = 1.0, 0.0
+        prediction = crystal_prediction(model, validation_examples, validation)
+        scale = crystal_std_scale([(prediction, validation)]) if fit else given_scale
+        widen = fit_unseen_element_std(prediction, validation, scale) if ensemble and model_args.calibrate_std else 0.0
+        model.config.thermo_std_scale, model.config.thermo_unseen_element_std = scale, widen
+        logger.info("ensemble std scale %.4f, unseen-element widening %.4f (fitted on validation)", scale, widen)
+        prediction = widened_std(prediction, scale, widen)
+        validation_metrics = crystal_split_metrics(prediction, validation)
+        unseen = prediction["unseen_element_share"] > 0
+        if unseen.any():  # the shifted carve: crystals with an element the training crystals lack
+            validation_metrics.update(crystal_metrics({name: value[unseen] for name, value in prediction.items()},
+                                                      validation.where(unseen), prefix="shifted_"))
+    test_metrics = (crystal_split_metrics(crystal_prediction(model, test_examples, test), test)
+                    if evaluate_test else None)
+    model_dir = output_dir / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    write_json({"validation": validation_metrics, "test": test_metrics,
+                "options": {"data": asdict(data_args), "model": asdict(model_args)},
+                "train_examples": len(train_examples), "bad_rows": len(bad),
+                "epochs": training_args.num_train_epochs}, output_dir / "metrics.json")
+    logger.info("validation %s", json.dumps(validation_metrics))
+    if test_metrics is not None:
+        logger.info("test %s", json.dumps(test_metrics))
+    return ThermoRun(model, tokenizer, validation_metrics, test_metrics, output_dir)
+
+
+def _elements(formula: str) -> list[str]:
+    from pymatgen.core import Composition
+
+    return [element.symbol for element in Composition(formula).elements]
+
+
 def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
                  training_args: CloudTrainingArguments, evaluate_test: bool = True) -> ThermoRun:
     """Train, calibrate, save (``output_dir/model``) and evaluate (validation; test unless told not to); the scores
-    go to ``output_dir/metrics.json``."""
+    go to ``output_dir/metrics.json``. With ``data_args.sources``: :func:`train_thermo_sources`."""
+    if data_args.sources:
+        return train_thermo_sources(data_args, model_args, training_args, evaluate_test)
     output_dir = Path(training_args.output_dir)
     tokenizer = recipe_tokenizer(model_args)
     check_final_fit(data_args, model_args, training_args)
@@ -291,4 +450,5 @@ __all__ = [
     "evaluate_on",
     "thermo_splits",
     "train_thermo",
+    "train_thermo_sources",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from cloud_hf.phonons import PhononTable
+from cloud_hf.phonons import PhononCrystals, PhononTable
 from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids
 
 EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
@@ -36,7 +36,7 @@ def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_ato
         output = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                        temperature=temperature.expand(len(chunk), -1).to(model.device), n_atoms=atoms.to(model.device),
                        **extra)
-        for name in ("heat_capacity", "heat_capacity_std", "entropy", "entropy_std", "dos"):
+        for name in ("heat_capacity", "heat_capacity_std", "entropy", "entropy_std", "dos", "unseen_element_share"):
             value = getattr(output, name, None)
             if value is not None:
                 collected.setdefault(name, []).append(value.float().cpu().numpy())
@@ -102,5 +102,124 @@ def scaled_std(prediction: dict[str, np.ndarray], scale: float) -> dict[str, np.
     return {name: value * scale if name.endswith("_std") else value for name, value in prediction.items()}
 
 
-__all__ = ["EVAL_TEMPERATURES", "evaluate_on", "fit_std_scale", "pooled_std_scale", "predict_thermo", "scaled_std",
-           "thermo_metrics"]
+def crystal_prediction(model: PreTrainedModel, examples: Sequence[dict[str, Any]], crystals: PhononCrystals,
+                       temperatures: Sequence[float] = EVAL_TEMPERATURES) -> dict[str, np.ndarray]:
+    """Per-atom C_v and S (J/(mol·K)) with their std, ``(n, n_T)``, of the encoded ``examples`` (from
+    :func:`~cloud_hf.training.thermo_data.crystal_examples`, each with its ``row`` in ``crystals``) at
+    ``temperatures``; rows whose crystal could not be encoded stay NaN. The default source is used (what a user
+    gets)."""
+    n = len(crystals)
+    prediction = {name: np.full((n, len(temperatures)), np.nan) for name in
+                  ("heat_capacity", "heat_capacity_std", "entropy", "entropy_std")}
+    if not examples:
+        return prediction
+    rows = np.asarray([example["row"] for example in examples])
+    raw = predict_thermo(model, [example["input_ids"] for example in examples], crystals.n_atoms[rows].tolist(),
+                         temperatures, model.config.pad_token_id,
+                         cell_features=np.stack([example["cell_features"] for example in examples]))
+    for name in list(prediction):
+        if name in raw:
+            prediction[name][rows] = raw[name] / crystals.n_atoms[rows, None]
+    prediction["unseen_element_share"] = np.zeros(n)
+    if "unseen_element_share" in raw:
+        prediction["unseen_element_share"][rows] = raw["unseen_element_share"]
+    return prediction
+
+
+def crystal_metrics(prediction: dict[str, np.ndarray], crystals: PhononCrystals,
+                    temperatures: Sequence[float] = EVAL_TEMPERATURES, prefix: str = "") -> dict[str, float]:
+    """Per-atom MAE of C_v at each of ``temperatures`` where labels exist and of S(300 K), J/(mol·K), and the
+    share of truths within ±1σ/±2σ where a std is given; NaN labels or predictions are skipped; ``n`` counts."""
+    columns = [crystals.label_column(t) for t in temperatures]
+    truth_heat, truth_entropy = crystals.heat_capacity[:, columns], crystals.entropy[:, columns]
+    metrics: dict[str, float] = {f"{prefix}n": float(len(crystals))}
+    std = prediction.get("heat_capacity_std")
+    for i, t in enumerate(temperatures):
+        error = np.abs(prediction["heat_capacity"][:, i] - truth_heat[:, i])
+        present = np.isfinite(error)
+        if present.any():
+            metrics[f"{prefix}cv_mae_{int(t)}K"] = float(error[present].mean())
+            if std is not None and np.nanmax(std) > 0:
+                ratio = error[present] / np.maximum(std[present, i], 1e-12)
+                metrics[f"{prefix}cv_within_1sigma_{int(t)}K"] = float((ratio <= 1).mean())
+                metrics[f"{prefix}cv_within_2sigma_{int(t)}K"] = float((ratio <= 2).mean())
+    if 300.0 in list(temperatures):
+        i = list(temperatures).index(300.0)
+        error = np.abs(prediction["entropy"][:, i] - truth_entropy[:, i])
+        if np.isfinite(error).any():
+            metrics[f"{prefix}s_mae_300K"] = float(np.nanmean(error))
+    return metrics
+
+
+def crystal_split_metrics(prediction: dict[str, np.ndarray], crystals: PhononCrystals,
+                          temperatures: Sequence[float] = EVAL_TEMPERATURES) -> dict[str, float]:
+    """:func:`crystal_metrics` over all crystals and per part: each source's non-metals, and the metals."""
+    metrics = crystal_metrics(prediction, crystals, temperatures)
+    parts = {f"{source}_": crystals.source_mask(source) & ~crystals.all_metal for source in
+             sorted(set(crystals.sources))}
+    parts["metals_"] = crystals.all_metal.copy()
+    for prefix, mask in parts.items():
+        if mask.any():
+            rows = np.flatnonzero(mask)
+            metrics.update(crystal_metrics({name: value[rows] for name, value in prediction.items()},
+                                           crystals.select(rows.tolist()), temperatures, prefix))
+    return metrics
+
+
+def crystal_std_scale(predictions: Sequence[tuple[dict[str, np.ndarray], PhononCrystals]],
+                      temperatures: Sequence[float] = EVAL_TEMPERATURES, target_coverage: float = 0.95) -> float:
+    """The ensemble std factor that puts ``target_coverage`` of the C_v truths within ±2σ, pooled over
+    ``temperatures`` and over every (prediction made with std scale 1, crystals) pair; crystals with an element
+    unseen in training are left to :func:`fit_unseen_element_std`."""
+    ratios = []
+    for prediction, crystals in predictions:
+        truth = crystals.heat_capacity[:, [crystals.label_column(t) for t in temperatures]]
+        ratio = np.abs(prediction["heat_capacity"] - truth) / np.maximum(prediction["heat_capacity_std"], 1e-12)
+        ratio = ratio[prediction.get("unseen_element_share", np.zeros(len(ratio))) == 0]
+        ratios.append(ratio[np.isfinite(ratio)])
+    return float(np.quantile(np.concatenate(ratios), target_coverage) / 2.0)
+
+
+def fit_unseen_element_std(prediction: dict[str, np.ndarray], crystals: PhononCrystals, std_scale: float,
+                           temperatures: Sequence[float] = EVAL_TEMPERATURES, target_coverage: float = 0.95) -> float:
+    """The widening κ of ``thermo_unseen_element_std`` that puts ``target_coverage`` of the C_v truths of crystals
+    with unseen elements (share u > 0) within ±2σ, σ² = (std_scale·σ_members)² + (κ·u·|C_v|)², from a prediction
+    made with std scale 1 and κ = 0; 0 when no crystal has an unseen element."""
+    share = prediction["unseen_element_share"]
+    rows = np.flatnonzero(share > 0)
+    if not len(rows):
+        return 0.0
+    truth = crystals.heat_capacity[rows][:, [crystals.label_column(t) for t in temperatures]]
+    value, spread = prediction["heat_capacity"][rows], std_scale * prediction["heat_capacity_std"][rows]
+    needed = np.sqrt(np.clip((np.abs(value - truth) / 2.0) ** 2 - spread**2, 0.0, None)) / np.maximum(
+        share[rows, None] * np.abs(value), 1e-12)
+    return float(np.quantile(needed[np.isfinite(needed)], target_coverage))
+
+
+def widened_std(prediction: dict[str, np.ndarray], std_scale: float, unseen_element_std: float,
+                ) -> dict[str, np.ndarray]:
+    """``prediction`` (made with std scale 1, κ = 0) as the model gives it with ``thermo_std_scale`` and
+    ``thermo_unseen_element_std`` set."""
+    result = dict(prediction)
+    share = prediction.get("unseen_element_share", np.zeros(len(prediction["heat_capacity"])))
+    for name in ("heat_capacity", "entropy"):
+        result[f"{name}_std"] = np.sqrt((std_scale * prediction[f"{name}_std"]) ** 2
+                                        + (unseen_element_std * share[:, None] * np.abs(prediction[name])) ** 2)
+    return result
+
+
+__all__ = [
+    "EVAL_TEMPERATURES",
+    "crystal_metrics",
+    "crystal_prediction",
+    "crystal_split_metrics",
+    "crystal_std_scale",
+    "evaluate_on",
+    "fit_std_scale",
+    "fit_unseen_element_std",
+    "pooled_std_scale",
+    "predict_thermo",
+    "scaled_std",
+    "thermo_metrics",
+    "widened_std",
+]
