@@ -422,3 +422,99 @@ def test_std_scale_puts_the_target_share_of_truths_within_two_sigma():
               for rows in (slice(0, n // 2), slice(n // 2, n))]
     assert pooled_std_scale(halves, target_coverage=0.9) == pytest.approx(scale, rel=1e-12)
     assert fit_std_scale(*halves[0], target_coverage=0.9) != pytest.approx(scale, rel=1e-3)
+
+
+def test_source_offsets_start_at_zero_and_move_only_their_source():
+    model = tiny_model("dos", members=2, thermo_sources=["phonondb", "petretto", "jarvis"])
+    inputs = {**batch(), "temperature": [300.0], "n_atoms": torch.tensor([2, 5])}
+    default = model(**inputs).heat_capacity
+    torch.testing.assert_close(model(**inputs, source_ids=torch.tensor([2, 1])).heat_capacity, default)
+    with torch.no_grad():
+        for member in model.members:
+            member.source.weight[1].normal_()
+    moved = model(**inputs, source_ids=torch.tensor([0, 1])).heat_capacity
+    torch.testing.assert_close(moved[0], default[0])  # source 0 (the default) unchanged
+    assert not torch.allclose(moved[1], default[1])
+    torch.testing.assert_close(model(**inputs).heat_capacity, model(**inputs, source_ids=torch.tensor([0, 0]))
+                               .heat_capacity)
+
+
+def _element_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from cloud_hf.tokenization_cloud import CloudTokenizerFast
+
+    vocab = {token: index for index, token in enumerate(
+        ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]", "Na", "Cl", "4a", "4b", "Cs", "1a", "1b"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return CloudTokenizerFast(tokenizer_object=backend)
+
+
+def test_unseen_element_share_widens_the_std_in_proportion():
+    """NaCl with Cl never seen in training: half its atoms unseen; CsCl: Cs and Cl unseen, all of them."""
+    tokenizer = _element_tokenizer()
+    model = tiny_model("dos", members=2, vocab_size=len(tokenizer.get_vocab()), thermo_composition_features=True,
+                       thermo_training_elements=["Na"])
+    model.set_composition_tables(tokenizer)
+    ids = torch.tensor([[0, 5, 7, 6, 8, 2], [0, 9, 10, 6, 11, 2], [0, 5, 7, 2, 1, 1]])
+    inputs = {"input_ids": ids, "attention_mask": (ids != 1).long(), "temperature": [300.0],
+              "n_atoms": torch.tensor([2, 2, 1])}
+    narrow = model(**inputs)
+    torch.testing.assert_close(narrow.unseen_element_share, torch.tensor([0.5, 1.0, 0.0]))
+    model.config.thermo_unseen_element_std = 0.1
+    wide = model(**inputs)
+    expected = torch.sqrt(narrow.heat_capacity_std**2 + (0.1 * torch.tensor([[0.5], [1.0], [0.0]])
+                                                         * narrow.heat_capacity) ** 2)
+    torch.testing.assert_close(wide.heat_capacity_std, expected)
+    torch.testing.assert_close(wide.heat_capacity, narrow.heat_capacity)
+    records = model.property_records(wide, [2, 2, 1], [300.0])
+    assert [r["value"] for crystal in records for r in crystal if r["property"] == "unseen_element_share"] == [
+        0.5, 1.0, 0.0]
+
+
+def test_unseen_element_widening_reaches_the_target_coverage():
+    from cloud_hf.phonons import LABEL_TEMPERATURES, PhononCrystals
+    from cloud_hf.training.thermo_evaluation import fit_unseen_element_std, widened_std
+
+    n, temperatures = 200, [300.0]
+    rng = np.random.default_rng(0)
+    truth = np.full((n, len(LABEL_TEMPERATURES)), 20.0)
+    crystals = PhononCrystals(ids=[str(i) for i in range(n)], sources=["phonondb"] * n, formulas=["NaCl"] * n,
+                              n_atoms=np.ones(n), cifs=[""] * n, all_metal=np.zeros(n, bool),
+                              imaginary_fraction=np.zeros(n), frequencies=np.asarray([20.0, 40.0]),
+                              dos=np.zeros((n, 2)), temperatures=np.asarray(LABEL_TEMPERATURES),
+                              heat_capacity=truth, entropy=truth.copy())
+    share = np.where(np.arange(n) < 100, 0.0, 0.5)
+    value = 20.0 + rng.normal(0, 1.0, (n, 1)) * np.where(share > 0, 4.0, 1.0)[:, None]
+    prediction = {"heat_capacity": value, "heat_capacity_std": np.full((n, 1), 0.5), "entropy": value,
+                  "entropy_std": np.full((n, 1), 0.5), "unseen_element_share": share}
+    kappa = fit_unseen_element_std(prediction, crystals, 2.0, temperatures)
+    widened = widened_std(prediction, 2.0, kappa)
+    unseen = share > 0
+    within = np.abs(value - 20.0)[unseen] <= 2 * widened["heat_capacity_std"][unseen]
+    assert within.mean() == pytest.approx(0.95, abs=0.011)
+    np.testing.assert_allclose(widened["heat_capacity_std"][~unseen], 1.0)  # 2.0 × 0.5, no widening
+
+
+def test_sources_smoke_recipe_trains_on_every_source_and_reports_per_source(tmp_path):
+    from cloud_hf.phonons import PHONONDB_FILE, SOURCES, WIDE_FREQUENCIES
+    from cloud_hf.training.thermo import train_thermo
+
+    if not PHONONDB_FILE.is_file():
+        pytest.skip(f"{PHONONDB_FILE} is not present")
+    data, model, training = parse_options(["recipes/configs/thermo_sources_smoke.yaml", "--output_dir",
+                                           str(tmp_path), "--cache_dir", str(tmp_path / "cache"),
+                                           "--holdout_elements", "Be"])
+    run = train_thermo(data, model, training)
+    loaded = CloudThermoModel.from_pretrained(tmp_path / "model")
+    assert loaded.config.thermo_frequencies == WIDE_FREQUENCIES and loaded.config.thermo_sources == list(SOURCES)
+    assert "Be" not in loaded.config.thermo_training_elements and loaded.config.thermo_unseen_element_std > 0
+    vocab = run.tokenizer.get_vocab()
+    assert loaded.composition_unseen_element[vocab["Be"]] == 1 and loaded.composition_unseen_element[vocab["O"]] == 0
+    for prefix in ("", "phonondb_", "petretto_", "metals_"):
+        assert f"{prefix}cv_mae_300K" in run.test_metrics
+    assert run.validation_metrics["shifted_n"] > 0 and "shifted_cv_within_2sigma_300K" in run.validation_metrics
+    bad = (tmp_path / "bad_rows_phonons.csv").read_text().splitlines()
+    assert bad[0] == "source,file,row,id,reason" and any("unstable:" in line for line in bad[1:])
+    assert len(list((tmp_path / "cache").glob("crystal_encodings_*.json"))) == 1

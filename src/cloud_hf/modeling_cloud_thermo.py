@@ -87,6 +87,7 @@ THERMO_DEFAULTS: dict[str, Any] = {
     "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
     "thermo_reduced_frequency_max": 1200.0, "thermo_cell_features": False, "thermo_cell_statistics": None,
     "thermo_sources": None, "thermo_training_elements": None, "thermo_unseen_element_std": 0.0,
+    "thermo_loss_per_crystal": False,
 }
 """The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
@@ -536,7 +537,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         ):
             if labels is not None:
                 terms.append(_weighted_l1(prediction, torch.as_tensor(labels).to(prediction)[:, None, :],
-                                          scale, weights))
+                                          scale, weights, bool(self.config.thermo_loss_per_crystal)))
         if dos_labels is not None and self.head_kind == "dos":
             per_atom = spectra.dos / n_atoms.to(spectra.dos)[:, None, None]
             labels = torch.as_tensor(dos_labels).to(per_atom)[:, None, :]
@@ -648,10 +649,14 @@ def _cumulative_modes(density: torch.Tensor, grid: torch.Tensor) -> torch.Tensor
 
 
 def _weighted_l1(prediction: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float,
-                 weights: torch.Tensor) -> torch.Tensor:
+                 weights: torch.Tensor, per_crystal: bool = False) -> torch.Tensor:
     """Per member `(members,)`: Σ w·|prediction − label|/scale over present labels / Σ w (0 where none)."""
     present = ~torch.isnan(labels)
     error = (prediction - labels.nan_to_num()).abs() / scale
+    if per_crystal:  # each crystal's mean over its present labels, so a crystal with one label weighs as one with 16
+        count = present.sum(-1)
+        error = (error * present).sum(-1, keepdim=True) / count.clamp(min=1)[..., None]
+        present = (count > 0)[..., None]
     weight = weights[:, :, None] * present
     return (error * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1e-12)
 

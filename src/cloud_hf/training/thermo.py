@@ -159,6 +159,9 @@ class ThermoModelArguments(ModelArguments):
     mass_scaling: bool = option(
         False, "The dos head predicts the DOS on a mass-reduced axis ω·√(m̄/m_ref), stretched per crystal by its "
                "mean atomic mass (needs composition_features).")
+    loss_per_crystal: bool = option(
+        False, "The C_v and S losses average each crystal's labels first, so a crystal with one label (a JARVIS "
+               "metal's C_v at 300 K) weighs as much as one with a curve of 16.")
     source_embedding: bool = option(
         False, "Each member learns one offset of its [CLS] state per label source (data sources); predictions use "
                "the first source (phonondb).")
@@ -313,7 +316,8 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
     set_seed(training_args.seed)
     elements = sorted({element for formula in train.formulas for element in _elements(formula)})
     model = build_model(model_args, train_examples, tokenizer, thermo_frequencies=WIDE_FREQUENCIES,
-                        thermo_sources=sources, thermo_training_elements=elements)
+                        thermo_sources=sources, thermo_training_elements=elements,
+                        thermo_loss_per_crystal=model_args.loss_per_crystal)
     model.config.thermo_agl_trained = False
     members = model.config.thermo_members
     collator = ThermoCollator(tokenizer.pad_token_id, train.temperatures.tolist(), model, members,
