@@ -150,6 +150,9 @@ class ThermoModelArguments(ModelArguments):
     std_scale: float | None = option(
         None, "A given ensemble std scale, used instead of the fit whenever set (a final fit needs one: e.g. pooled "
               "over the validation carves' runs by benchmarks/sweep_thermo.py --std-scale).")
+    unseen_element_std: float | None = option(
+        None, "A given widening of the std for crystals with elements unseen in training (thermo_unseen_element_std),"
+              " used instead of the fit on the validation carve whenever set (a final fit needs one).")
     head_dropout: float = option(0.1, "Dropout before the heads.")
     composition_features: bool = option(
         False, "Heads also read composition descriptors pooled from the SCOPE tokens (cloud_hf.composition).")
@@ -333,6 +336,8 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
     ensemble = members > 1
     if ensemble and model_args.std_scale is not None:
         model.config.thermo_std_scale = float(model_args.std_scale)
+    if ensemble and model_args.unseen_element_std is not None:
+        model.config.thermo_unseen_element_std = float(model_args.unseen_element_std)
     validation_metrics = None
     if not data_args.final_fit:
         fit = ensemble and model_args.calibrate_std and model_args.std_scale is None
@@ -340,7 +345,9 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
         model.config.thermo_std_scale, model.config.thermo_unseen_element_std = 1.0, 0.0
         prediction = crystal_prediction(model, validation_examples, validation)
         scale = crystal_std_scale([(prediction, validation)]) if fit else given_scale
-        widen = fit_unseen_element_std(prediction, validation, scale) if ensemble and model_args.calibrate_std else 0.0
+        widen = (float(model_args.unseen_element_std) if model_args.unseen_element_std is not None
+                 else fit_unseen_element_std(prediction, validation, scale) if ensemble and model_args.calibrate_std
+                 else 0.0)
         model.config.thermo_std_scale, model.config.thermo_unseen_element_std = scale, widen
         logger.info("ensemble std scale %.4f, unseen-element widening %.4f (fitted on validation)", scale, widen)
         prediction = widened_std(prediction, scale, widen)
