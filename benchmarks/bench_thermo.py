@@ -109,7 +109,8 @@ def train_peers(train: PhononCrystals, test: PhononCrystals) -> tuple[list[Row],
     """Both peers trained on ``train`` and their test rows; and the feature extraction's report."""
     started = time.perf_counter()
     features = peer_features(PhononCrystals.concatenate([train, test]), progress=True)
-    extraction = {"seconds_this_run": time.perf_counter() - started, "seconds_when_made": features.seconds,
+    extraction = {"seconds_this_run": time.perf_counter() - started, "cached": features.cached,
+                  "seconds_when_made": features.seconds, "seconds_per_crystal": features.per_crystal_seconds,
                   "failures": features.failures}
     train_features, test_features = features.select(range(len(train))), features.select(
         range(len(train), len(train) + len(test)))
@@ -309,8 +310,10 @@ def main() -> None:
           f"elements (< {RARE_ELEMENT_SHARE:.0%} of the training crystals): {' '.join(rare)}")
 
     peers, extraction = train_peers(train, test)
-    print(f"peer features: {extraction['seconds_this_run']:.1f} s this run ({extraction['seconds_when_made']:.0f} s "
-          f"when extracted); {len(extraction['failures'])} failed parts", flush=True)
+    print(f"peer features: {extraction['seconds_this_run']:.1f} s this run"
+          f"{' (read from the cache)' if extraction['cached'] else ''}; the extraction that made them took "
+          f"{extraction['seconds_when_made']:.0f} s, {1000 * extraction['seconds_per_crystal']:.0f} ms a crystal; "
+          f"{len(extraction['failures'])} failed parts", flush=True)
     rows = []
     for folder in models:
         rows.append(model_row(folder, test))

@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, cell_descriptors
 from cloud_hf.phonons import PhononCrystals
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"
 """Bumped whenever a feature changes, so that older caches are not read."""
 DEFAULT_CACHE_DIR = Path("outputs")
 ELEMENT_PROPERTIES = ("Z", "mass", "electronegativity", "row", "group", "radius", "mendeleev")
@@ -153,12 +153,17 @@ class PeerFeatures:
     failures: list[str] = field(default_factory=list)
     """One line per failed part (its features NaN): ``"source:id: part: reason"``."""
     seconds: float = 0.0
-    """Wall time of the extraction that made them (0 when read back from a cache), s."""
+    """Wall time of the extraction that made them (of every crystal it made them for), s."""
+    per_crystal_seconds: float = 0.0
+    """``seconds`` over the crystals of that extraction, s."""
+    cached: bool = False
+    """Whether these were read back from a cache."""
 
     def save(self, path: Path) -> None:
         np.savez_compressed(path, keys=np.array(self.keys), digests=np.array(self.digests),
                             gradient_boosting=self.gradient_boosting, strong=self.strong,
                             failures=np.array(self.failures, dtype=str), seconds=self.seconds,
+                            per_crystal_seconds=self.per_crystal_seconds,
                             version=FEATURE_VERSION)
 
     @staticmethod
@@ -169,7 +174,8 @@ class PeerFeatures:
                 return None
             return PeerFeatures(keys=stored["keys"].tolist(), digests=stored["digests"].tolist(),
                                 gradient_boosting=stored["gradient_boosting"], strong=stored["strong"],
-                                failures=stored["failures"].tolist(), seconds=float(stored["seconds"]))
+                                failures=stored["failures"].tolist(), seconds=float(stored["seconds"]),
+                                per_crystal_seconds=float(stored["per_crystal_seconds"]), cached=True)
 
     def select(self, rows: Sequence[int] | np.ndarray) -> PeerFeatures:
         """The features of ``rows`` (indices, or a bool mask), in that order."""
@@ -178,7 +184,8 @@ class PeerFeatures:
         wanted = set(keys)
         return PeerFeatures(keys=keys, digests=[self.digests[row] for row in rows],
                             gradient_boosting=self.gradient_boosting[rows], strong=self.strong[rows],
-                            failures=[line for line in self.failures if line.split(": ")[0] in wanted])
+                            failures=[line for line in self.failures if line.split(": ")[0] in wanted],
+                            seconds=self.seconds, per_crystal_seconds=self.per_crystal_seconds, cached=self.cached)
 
     def rows(self, keys: Sequence[str], digests: Sequence[str]) -> PeerFeatures | None:
         """These features for ``keys`` (in that order) if every (key, CIF digest) pair is here, else None."""
@@ -217,7 +224,8 @@ def peer_features(crystals: PhononCrystals, cache_dir: str | Path | None = DEFAU
         failures += failed
         if progress and (row + 1) % 1000 == 0:
             print(f"  peer features: {row + 1}/{len(keys)} ({time.perf_counter() - started:.0f} s)", flush=True)
-    features = PeerFeatures(keys, digests, gradient_boosting, strong, failures, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    features = PeerFeatures(keys, digests, gradient_boosting, strong, failures, seconds, seconds / max(len(keys), 1))
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         features.save(cache_path)
