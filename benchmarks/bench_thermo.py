@@ -124,9 +124,16 @@ def train_peers(train: PhononCrystals, test: PhononCrystals) -> tuple[list[Row],
     return rows, extraction
 
 
-def model_row(folder: Path, test: PhononCrystals) -> Row:
-    """A CLOUD thermodynamics model folder's test predictions (per atom, with its std where it has one); crystals
-    that fail to encode are counted and left as NaN rows."""
+def model_labels(folders: list[Path]) -> list[str]:
+    """A distinct name per model folder: its last part, or the path as given where two share it (then a number)."""
+    names = [folder.name for folder in folders]
+    names = [str(folder) if names.count(name) > 1 else name for folder, name in zip(folders, names)]
+    return [f"{name} #{index + 1}" if names.count(name) > 1 else name for index, name in enumerate(names)]
+
+
+def model_row(folder: Path, test: PhononCrystals, label: str) -> Row:
+    """A CLOUD thermodynamics model folder's test predictions (per atom, with its std where it has one), named
+    ``label`` and the model's head; crystals that fail to encode are counted and left as NaN rows."""
     from transformers import AutoTokenizer
 
     from cloud_hf.errors import CloudError
@@ -148,7 +155,7 @@ def model_row(folder: Path, test: PhononCrystals) -> Row:
         token_ids += ids
         cells.append(cell)
     if not readable:
-        return Row(folder.name, np.full((len(test), len(test.temperatures) + 1), np.nan), unreadable=len(test),
+        return Row(label, np.full((len(test), len(test.temperatures) + 1), np.nan), unreadable=len(test),
                    seconds=time.perf_counter() - started)
     prediction = predict_thermo(model, token_ids, test.n_atoms[readable], test.temperatures.tolist(),
                                 tokenizer.pad_token_id, cell_features=np.concatenate(cells))
@@ -163,7 +170,7 @@ def model_row(folder: Path, test: PhononCrystals) -> Row:
         return values
 
     config = model.config
-    name = f"{folder.name} ({config.thermo_members} × {config.thermo_head})"
+    name = f"{label} ({config.thermo_members} × {config.thermo_head})"
     std = per_atom("heat_capacity_std", "entropy_std")
     return Row(name, per_atom("heat_capacity", "entropy"), std if std is not None and np.nanmax(std) > 0 else None,
                unreadable=len(test) - len(readable), seconds=time.perf_counter() - started)
@@ -315,8 +322,8 @@ def main() -> None:
           f"{extraction['seconds_when_made']:.0f} s, {1000 * extraction['seconds_per_crystal']:.0f} ms a crystal; "
           f"{len(extraction['failures'])} failed parts", flush=True)
     rows = []
-    for folder in models:
-        rows.append(model_row(folder, test))
+    for folder, label in zip(models, model_labels(models)):
+        rows.append(model_row(folder, test, label))
         print(f"{rows[-1].name}: predicted {len(test) - rows[-1].unreadable} test crystals in {rows[-1].seconds:.0f} "
               f"s; {rows[-1].unreadable} could not be encoded", flush=True)
     rows += peers  # the models first, then the peers
