@@ -1,22 +1,27 @@
-"""Per-atom heat-capacity accuracy of the thermodynamics heads on the held-out phonon test split.
+"""Per-atom heat-capacity accuracy of CLOUD thermodynamics models against two peers, on the phonon crystals of
+every source (Petretto, phonondb, JARVIS metals).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_thermo.py [--epochs 80] [--output outputs/bench_thermo] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/bench_thermo.py [--model DIR ...] [--output outputs/bench_thermo] [--quick]
 
-Rows (every model is trained on the same training crystals, chosen on the same validation carve, and scored on
-the committed test split ``recipes/splits/phonons_test_ids.txt``; truths are DOS-derived harmonic C_v(T), S(T)):
+The crystals are ``cloud_hf.phonons.load_phonon_crystals`` (phonondb crystals with more than
+``--max-imaginary-fraction`` imaginary modes left out, by default the package's rule), split by
+``crystals_splits`` (the committed test ids of every source; validation seed 0). The two peers of
+:mod:`thermo_peers` (the GB peer on composition + space group, the strong HGB peer on composition, cell
+descriptors and space group) are trained here on the training rows (not validation), one regressor per label
+column; each ``--model`` folder (default: the bundled model; repeatable) is only evaluated. Every row is scored on
+the test crystals, in the splits of :func:`test_splits`:
 
-* constant θ: one Debye θ for every crystal, the median of the θ that reproduce the training C_v(300 K);
-* GB baseline: scikit-learn gradient boosting on composition descriptors (mean/min/max atomic mass,
-  electronegativity mean and spread, mean atomic radius) plus atoms per cell and space-group number, no
-  coordinates; one regressor per temperature on per-atom C_v (and one on S(300 K));
-* debye (C_v 300 K only): ``CloudDebyeModel`` on cloud_cv's 300 K labels joined to the structures (the paper's setting);
-* debye (DOS curves), debye-einstein, dos: the heads trained on DOS-derived C_v(T) (and S(T), the DOS);
-* previous bundled: the CloudDebyeModel on AFLOW AGL θ_D (``src/cloud_hf/bundled/debye_agl``), as shipped before;
-* bundled ensemble: the model in ``src/cloud_hf/bundled`` (trained by ``recipes/configs/thermo_bundled.yaml``).
+* the random test split per source: phonondb non-metals, Petretto (its 160 original test ids, and every Petretto
+  test row), JARVIS metals, the all-metal crystals of any source, and all test rows;
+* a shifted split: test crystals unlike the training set, those with an element present in fewer than 1 % of the
+  training crystals, and the metals.
 
-It prints the table of per-atom MAE (J/(mol·K)) at 50, 100, 200, 300, 500, 800 K and of S(300 K), the bundled
-ensemble's calibration (fraction of truths within ±1σ and ±2σ), writes ``bench_thermo.json`` and the plot
-``bench_thermo.png`` (error against temperature) under ``--output``.
+Metrics, J/(mol·K) per mole of atoms: C_v MAE at every label temperature with labels (tables at 50, 100, 200,
+300, 500, 800 K) and S(300 K) MAE; for models with a std, the share of truths within ±1σ and ±2σ; the ten worst
+elements (C_v(300 K) MAE over the test crystals containing the element, at least ``--min-element-count`` of
+them) for the first model and the strong peer; and peer MAE / model MAE per temperature. It prints the tables and
+writes ``bench_thermo.json`` and ``bench_thermo.png`` (C_v MAE against temperature, one panel per split) under
+``--output``.
 """
 
 from __future__ import annotations
@@ -24,242 +29,320 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
-import sys
 import time
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from pymatgen.core import Structure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-from sklearn.ensemble import GradientBoostingRegressor
-from transformers import AutoTokenizer
 
-from cloud_hf.debye import entropy as debye_entropy
-from cloud_hf.debye import heat_capacity as debye_heat_capacity
-from cloud_hf.modeling_cloud_debye import CloudDebyeModel
-from cloud_hf.modeling_cloud_thermo import CloudThermoModel
-from cloud_hf.phonons import PhononTable, load_phonon_table, phonon_splits
+from cloud_hf.phonons import (
+    DEFAULT_TEST_IDS_FILE,
+    UNSTABLE_IMAGINARY_FRACTION,
+    PhononCrystals,
+    crystals_splits,
+    load_phonon_crystals,
+    read_split_ids,
+)
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR
-from cloud_hf.thermodynamics import equivalent_debye_temperature
-from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
-from cloud_hf.training.thermo import (
-    EVAL_TEMPERATURES,
-    PRETRAINED_ENCODER_DIR,
-    ThermoDataArguments,
-    ThermoModelArguments,
-    evaluate_on,
-    train_thermo,
+from thermo_peers import (
+    PEERS,
+    S_TEMPERATURE,
+    column_mae,
+    crystal_elements,
+    fit_peer,
+    peer_features,
+    peer_labels,
+    predict_peer,
 )
 
-METRIC_TEMPERATURES = [*EVAL_TEMPERATURES, 300.0]  # the last column is S(300 K)
+TABLE_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
+"""The C_v columns of the printed tables, K (the JSON has every label temperature)."""
+RARE_ELEMENT_SHARE = 0.01
+"""An element in fewer than this share of the training crystals makes a test crystal part of the shifted split."""
+PLOT_SPLITS = ("phonondb non-metals", "Petretto (160 original test ids)", "metals (all sources)", "shifted")
+STRONG_PEER = next(iter(PEERS))
+QUICK_TRAIN_ROWS = 400
+QUICK_TEST_STRIDE = 4
 
 
-def composition_descriptors(table: PhononTable) -> np.ndarray:
-    """The GB baseline's features: mean/min/max atomic mass, electronegativity mean and spread (max − min), mean
-    atomic radius (all composition-weighted, from pymatgen), atoms per cell and space-group number (symprec 0.1 Å)."""
+@dataclass
+class Row:
+    """One model's or peer's test predictions, per atom, in the columns of ``thermo_peers.peer_labels``."""
+
+    name: str
+    predicted: np.ndarray
+    """``(n_test, n_T + 1)``: C_v at every label temperature, then S(300 K), J/(mol·K) per mole of atoms; NaN rows
+    for crystals the model could not read."""
+    std: np.ndarray | None = None
+    """Same shape, the model's 1σ, or None."""
+    unreadable: int = 0
+    """Test crystals the model could not encode (left out of its scores)."""
+    seconds: float = 0.0
+    """Training (peers) or prediction (models) time, s."""
+
+
+def test_splits(train: PhononCrystals, test: PhononCrystals, petretto_test_ids: set[str],
+                ) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The scored subsets of ``test`` (name → ``(n_test,)`` bool) and the rare elements that define the shifted
+    split (in fewer than :data:`RARE_ELEMENT_SHARE` of the training crystals, or absent from them)."""
+    train_elements = crystal_elements(train)
+    counts = Counter(element for elements in train_elements for element in elements)
+    test_elements = crystal_elements(test)
+    present = sorted({element for elements in test_elements for element in elements})
+    rare = [element for element in present if counts[element] < RARE_ELEMENT_SHARE * len(train)]
+    has_rare = np.array([bool(elements & set(rare)) for elements in test_elements], dtype=bool)
+    petretto = test.source_mask("petretto")
+    splits = {
+        "phonondb non-metals": test.source_mask("phonondb") & ~test.all_metal,
+        "Petretto (160 original test ids)": petretto & np.isin(test.ids, sorted(petretto_test_ids)),
+        "Petretto (all test rows)": petretto,
+        "JARVIS metals": test.source_mask("jarvis"),
+        "metals (all sources)": test.all_metal.copy(),
+        "shifted": has_rare | test.all_metal,
+        "all test rows": np.ones(len(test), dtype=bool),
+    }
+    return splits, rare
+
+
+def train_peers(train: PhononCrystals, test: PhononCrystals) -> tuple[list[Row], dict]:
+    """Both peers trained on ``train`` and their test rows; and the feature extraction's report."""
+    started = time.perf_counter()
+    features = peer_features(PhononCrystals.concatenate([train, test]), progress=True)
+    extraction = {"seconds_this_run": time.perf_counter() - started, "cached": features.cached,
+                  "seconds_when_made": features.seconds, "seconds_per_crystal": features.per_crystal_seconds,
+                  "failures": features.failures}
+    train_features, test_features = features.select(range(len(train))), features.select(
+        range(len(train), len(train) + len(test)))
+    labels = peer_labels(train)
     rows = []
-    for cif in table.cifs:
-        structure = Structure.from_str(cif, fmt="cif")
-        composition = structure.composition.fractional_composition
-        elements = list(composition)
-        fractions = np.array([composition[element] for element in elements])
-        mass = np.array([float(element.atomic_mass) for element in elements])
-        electronegativity = np.array([element.X for element in elements])
-        radius = np.array([float(element.atomic_radius or element.average_ionic_radius) for element in elements])
-        space_group = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()
-        rows.append([
-            fractions @ mass, mass.min(), mass.max(), fractions @ electronegativity,
-            electronegativity.max() - electronegativity.min(), fractions @ radius, len(structure), space_group,
-        ])
-    return np.array(rows, dtype=np.float64)
+    for name in PEERS:
+        started = time.perf_counter()
+        model = fit_peer(name, train_features, labels)
+        rows.append(Row(name, predict_peer(name, model, test_features), seconds=time.perf_counter() - started))
+        print(f"{name}: trained on {len(train)} rows in {rows[-1].seconds:.0f} s", flush=True)
+    return rows, extraction
 
 
-def per_atom_targets(table: PhononTable) -> np.ndarray:
-    """Per-atom C_v at the metric temperatures and S(300 K) (last column), J/(mol·K)."""
-    heat, entropy = table.thermo_labels(METRIC_TEMPERATURES)
-    targets = heat / table.n_atoms[:, None]
-    targets[:, -1] = entropy[:, -1] / table.n_atoms
-    return targets
+def model_labels(folders: list[Path]) -> list[str]:
+    """A distinct name per model folder: its last part, or the path as given where two share it (then a number)."""
+    names = [folder.name for folder in folders]
+    names = [str(folder) if names.count(name) > 1 else name for folder, name in zip(folders, names)]
+    return [f"{name} #{index + 1}" if names.count(name) > 1 else name for index, name in enumerate(names)]
 
 
-def per_atom_errors(prediction_heat: np.ndarray, prediction_entropy: np.ndarray, table: PhononTable) -> np.ndarray:
-    """|error| per atom of C_v at the metric temperatures and S(300 K) (last column), ``(n, 7)``."""
-    targets = per_atom_targets(table)
-    predicted = prediction_heat / table.n_atoms[:, None]
-    predicted[:, -1] = prediction_entropy[:, -1] / table.n_atoms
-    return np.abs(predicted - targets)
+def model_row(folder: Path, test: PhononCrystals, label: str) -> Row:
+    """A CLOUD thermodynamics model folder's test predictions (per atom, with its std where it has one), named
+    ``label`` and the model's head; crystals that fail to encode are counted and left as NaN rows."""
+    from transformers import AutoTokenizer
+
+    from cloud_hf.errors import CloudError
+    from cloud_hf.modeling_cloud_thermo import CloudThermoModel
+    from cloud_hf.training.thermo_data import encode_crystals
+    from cloud_hf.training.thermo_evaluation import predict_thermo
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = CloudThermoModel.from_pretrained(folder)
+    readable, token_ids, cells = [], [], []
+    for row, (cif, crystal_id) in enumerate(zip(test.cifs, test.ids)):
+        try:
+            ids, cell = encode_crystals(tokenizer, [cif], [crystal_id])
+        except CloudError as error:
+            logging.getLogger(__name__).warning("%s: %s", folder.name, error)
+            continue
+        readable.append(row)
+        token_ids += ids
+        cells.append(cell)
+    if not readable:
+        return Row(label, np.full((len(test), len(test.temperatures) + 1), np.nan), unreadable=len(test),
+                   seconds=time.perf_counter() - started)
+    prediction = predict_thermo(model, token_ids, test.n_atoms[readable], test.temperatures.tolist(),
+                                tokenizer.pad_token_id, cell_features=np.concatenate(cells))
+    s_column = test.label_column(S_TEMPERATURE)
+    atoms = test.n_atoms[readable, None]
+
+    def per_atom(heat: str, entropy: str) -> np.ndarray | None:
+        if heat not in prediction:
+            return None
+        values = np.full((len(test), len(test.temperatures) + 1), np.nan)
+        values[readable] = np.column_stack([prediction[heat], prediction[entropy][:, s_column]]) / atoms
+        return values
+
+    config = model.config
+    name = f"{label} ({config.thermo_members} × {config.thermo_head})"
+    std = per_atom("heat_capacity_std", "entropy_std")
+    return Row(name, per_atom("heat_capacity", "entropy"), std if std is not None and np.nanmax(std) > 0 else None,
+               unreadable=len(test) - len(readable), seconds=time.perf_counter() - started)
 
 
-def constant_theta_row(train: PhononTable, test: PhononTable) -> tuple[np.ndarray, float]:
-    """Errors of one Debye θ for all crystals: the median θ reproducing each training crystal's C_v(300 K)."""
-    heat, _ = train.thermo_labels([300.0])
-    theta = float(np.median(equivalent_debye_temperature(heat[:, 0] / train.n_atoms, 300.0, 1).numpy()))
-    temperature = torch.tensor(METRIC_TEMPERATURES, dtype=torch.float64)
-    heat = debye_heat_capacity(theta, temperature, torch.as_tensor(test.n_atoms)[:, None]).numpy()
-    entropy = debye_entropy(theta, temperature, torch.as_tensor(test.n_atoms)[:, None]).numpy()
-    return per_atom_errors(heat, entropy, test), theta
+def coverage(row: Row, truth: np.ndarray, rows: np.ndarray, sigmas: float) -> np.ndarray:
+    """Share of the finite truths of ``rows`` within ±``sigmas``·σ of the prediction, per column (NaN where none)."""
+    ratio = np.abs(row.predicted[rows] - truth[rows]) / np.maximum(row.std[rows], 1e-12)
+    counts = np.isfinite(ratio).sum(0)
+    return np.where(counts > 0, (np.nan_to_num(ratio, nan=np.inf) <= sigmas).sum(0) / np.maximum(counts, 1), np.nan)
 
 
-def gradient_boosting_row(train: PhononTable, test: PhononTable) -> np.ndarray:
-    """Errors of the scikit-learn gradient-boosting peer baseline (default settings, seeded)."""
-    features_train, features_test = composition_descriptors(train), composition_descriptors(test)
-    targets = per_atom_targets(train)
-    predicted = np.column_stack([
-        GradientBoostingRegressor(random_state=0).fit(features_train, targets[:, column]).predict(features_test)
-        for column in range(targets.shape[1])
-    ])
-    return np.abs(predicted - per_atom_targets(test))
+def worst_elements(row: Row, truth: np.ndarray, test: PhononCrystals, minimum: int, count: int = 10,
+                   ) -> list[dict]:
+    """The ``count`` elements with the largest C_v(300 K) MAE over the test crystals containing them (at least
+    ``minimum`` scored crystals), with their MAE (J/(mol·K) per atom) and crystal counts."""
+    column = test.label_column(300.0)
+    error = np.abs(row.predicted[:, column] - truth[:, column])
+    per_element: dict[str, list[float]] = {}
+    for elements, value in zip(crystal_elements(test), error):
+        if np.isfinite(value):
+            for element in elements:
+                per_element.setdefault(element, []).append(float(value))
+    ranked = sorted(((float(np.mean(values)), element, len(values)) for element, values in per_element.items()
+                     if len(values) >= minimum), reverse=True)
+    return [{"element": element, "mae_300K": mae, "crystals": n} for mae, element, n in ranked[:count]]
 
 
-def head_row(name: str, head: str, labels: list[str], epochs: int, output: Path, members: int = 1) -> dict:
-    """Train one head with the recipe's machinery (validation for model choice) and score it on test.
-
-    The options are ``recipes/configs/thermo_dos.yaml`` (the settings chosen on validation by
-    ``benchmarks/sweep_thermo.py``) with this row's head, labels, members and epochs. A finished run in
-    ``output/name`` with exactly these options (its ``metrics.json``) is reused, not retrained.
-    """
-    options = (ThermoDataArguments, ThermoModelArguments, CloudTrainingArguments)
-    data, model, training = parse_recipe_arguments(options, [
-        "recipes/configs/thermo_dos.yaml", "--output_dir", str(output / name), "--head", head, "--labels", *labels,
-        "--members", str(members), "--num_train_epochs", str(epochs),
-        *(["--composition_features", "false"] if head == "debye" else []),  # CloudDebyeModel reads tokens only
-        *(["--mass_scaling", "false"] if head != "dos" else []),  # a stretch of the DOS head's frequency axis
-    ])
-    previous = output / name / "metrics.json"
-    if previous.is_file():
-        report = json.loads(previous.read_text())
-        wanted = json.loads(json.dumps({"data": asdict(data), "model": asdict(model)}))
-        defaults = json.loads(json.dumps({"data": asdict(ThermoDataArguments()), "model": asdict(ThermoModelArguments())}))
-        # an option added after that run was made: it ran with the option's default
-        stored = {section: {**defaults[section], **report["options"][section]} for section in wanted}
-        if stored == wanted and report["epochs"] == epochs:
-            print(f"{name}: reusing {previous}", flush=True)
-            return report["test"]
-    run = train_thermo(data, model, training)
-    return run.test_metrics
+def score(rows: list[Row], truth: np.ndarray, splits: dict[str, np.ndarray], temperatures: np.ndarray) -> dict:
+    """Per row and split: n, MAE per column (C_v at each temperature, S last) over the rows with that label and over
+    the rows with every label (``mae_curves``: the same crystals at every temperature), labelled counts, ±1σ/±2σ
+    coverage."""
+    report: dict[str, dict] = {}
+    for row in rows:
+        report[row.name] = {}
+        for split, mask in splits.items():
+            scored = mask & np.isfinite(row.predicted).all(1)
+            curves = scored & np.isfinite(truth).all(1)
+            entry = {"n": int(scored.sum()),
+                     "labelled": np.isfinite(truth[scored]).sum(0).tolist(),
+                     "mae": column_mae(row.predicted[scored], truth[scored]).tolist(),
+                     "mae_curves": column_mae(row.predicted[curves], truth[curves]).tolist()}
+            if row.std is not None:
+                entry["within_1sigma"] = coverage(row, truth, scored, 1.0).tolist()
+                entry["within_2sigma"] = coverage(row, truth, scored, 2.0).tolist()
+            report[row.name][split] = entry
+    report["columns"] = [*(f"cv_{t:g}K" for t in temperatures), f"s_{S_TEMPERATURE:g}K"]
+    return report
 
 
-def metrics_to_errors(metrics: dict) -> list[float]:
-    return [metrics[f"cv_mae_{int(t)}K"] for t in EVAL_TEMPERATURES] + [metrics["s_mae_300K"]]
+def table_columns(temperatures: np.ndarray) -> list[int]:
+    """Indices of :data:`TABLE_TEMPERATURES` among the label columns, then the S column."""
+    return [int(np.flatnonzero(np.isclose(temperatures, t))[0]) for t in TABLE_TEMPERATURES] + [len(temperatures)]
+
+
+def markdown(header: list[str], lines: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|---" * len(header) + "|",
+                      *("| " + " | ".join(line) + " |" for line in lines)])
+
+
+def number(value: float, digits: int = 3) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def print_tables(report: dict, rows: list[Row], splits: dict[str, np.ndarray], temperatures: np.ndarray,
+                 worst: dict[str, list[dict]]) -> None:
+    """The MAE table per split, the calibration of models with a std, the worst elements and the peer ratios."""
+    columns = table_columns(temperatures)
+    names = [*(f"C_v {t:g} K" for t in TABLE_TEMPERATURES), "S 300 K"]
+    for split in splits:
+        lines = [[row.name, f"{report[row.name][split]['n']} ({report[row.name][split]['labelled'][columns[0]]})",
+                  *(number(report[row.name][split]["mae"][c]) for c in columns)] for row in rows]
+        print(f"\n{split}: per-atom MAE, J/(mol·K)\n" + markdown(["model", "n (with curves)", *names], lines))
+    calibrated = [row for row in rows if row.std is not None]
+    if calibrated:
+        lines = [[row.name, split, *(f"{number(report[row.name][split]['within_1sigma'][c], 2)} / "
+                                      f"{number(report[row.name][split]['within_2sigma'][c], 2)}" for c in columns)]
+                 for row in calibrated for split in splits]
+        print("\ncalibration: share of truths within ±1σ / ±2σ\n" + markdown(["model", "split", *names], lines))
+    for name, elements in worst.items():
+        lines = [[entry["element"], number(entry["mae_300K"]), str(entry["crystals"])] for entry in elements]
+        print(f"\n{name}: the ten worst elements, C_v(300 K) MAE per atom over the test crystals containing them\n"
+              + markdown(["element", "MAE 300 K", "crystals"], lines))
+    models = [row for row in rows if row.name not in PEERS]
+    for model in models:
+        lines = []
+        for peer in PEERS:
+            for split in splits:
+                ratio = np.asarray(report[peer][split]["mae"]) / np.asarray(report[model.name][split]["mae"])
+                lines.append([peer, split, *(number(ratio[c], 2) for c in columns)])
+        print(f"\npeer MAE / {model.name} MAE (above 1: the model is better)\n"
+              + markdown(["peer", "split", *names], lines))
+
+
+def plot_errors(report: dict, rows: list[Row], temperatures: np.ndarray, path: Path) -> None:
+    """Per-atom C_v MAE against temperature, one panel per :data:`PLOT_SPLITS`, one line per model or peer: the
+    line over the crystals with C_v at every temperature, a star at 300 K over every crystal with that label (those
+    with C_v(300 K) only too: JARVIS metals, Petretto crystals with modes above its grid)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(12, 8.5), layout="constrained")
+    panels = figure.subplots(2, 2, sharex=True).ravel()
+    column = int(np.flatnonzero(np.isclose(temperatures, 300.0))[0])
+    for axes, split in zip(panels, PLOT_SPLITS):
+        first = report[rows[0].name][split]
+        for index, row in enumerate(rows):
+            entry = report[row.name][split]
+            axes.plot(temperatures, entry["mae_curves"][: len(temperatures)], marker="o", markersize=3,
+                      color=f"C{index}", label=row.name)
+            axes.plot([300.0], [entry["mae"][column]], marker="*", markersize=12, color=f"C{index}", linestyle="")
+        axes.set(title=f"{split}: {first['labelled'][0]} with curves, {first['labelled'][column]} at 300 K (★)",
+                 xlabel="T (K)", ylabel="per-atom $C_V$ MAE (J/(mol·K))", yscale="log")
+    panels[0].legend(fontsize="small")
+    figure.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=80, help="epochs of every head training")
+    parser.add_argument("--model", "--ensemble", dest="models", action="append", type=Path,
+                        help="a CLOUD thermodynamics model folder to evaluate (repeatable; default: the bundled one)")
     parser.add_argument("--output", default="outputs/bench_thermo")
-    parser.add_argument("--quick", action="store_true", help="2 epochs per head (a smoke run; numbers meaningless)")
-    parser.add_argument("--skip-training", action="store_true", help="only the baselines and the bundled model")
-    parser.add_argument("--no-cloud-cv", dest="cloud_cv", action="store_false",
-                        help="skip the cloud_cv_test.csv row (a reference-SCOPE debye head, ~5 min)")
-    parser.add_argument("--ensemble", default=str(BUNDLED_MODEL_DIR), help="the ensemble folder (default: bundled)")
-    parser.add_argument("--wait-minutes", type=int, default=0, help="wait this long for --ensemble to appear")
+    parser.add_argument("--max-imaginary-fraction", type=float, default=UNSTABLE_IMAGINARY_FRACTION,
+                        help="leave out phonondb crystals with more imaginary modes than this (negative: keep all)")
+    parser.add_argument("--min-element-count", type=int, default=5,
+                        help="the worst-element table counts elements in at least this many test crystals")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a smoke run: {QUICK_TRAIN_ROWS} training rows, every {QUICK_TEST_STRIDE}th test row")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     output = Path(arguments.output)
     output.mkdir(parents=True, exist_ok=True)
-    epochs = 2 if arguments.quick else arguments.epochs
+    models = arguments.models or [BUNDLED_MODEL_DIR]
 
-    table = load_phonon_table(ThermoDataArguments().phonon_file)
-    train, _validation, test = phonon_splits(table)
-    results: dict[str, list[float]] = {}
-    started = time.perf_counter()
-    errors, theta = constant_theta_row(train, test)
-    results[f"constant θ ({theta:.0f} K)"] = errors.mean(0).tolist()
-    results["GB baseline (composition + SG)"] = gradient_boosting_row(train, test).mean(0).tolist()
-    previous = CloudDebyeModel.from_pretrained(PRETRAINED_ENCODER_DIR)
-    metrics, _ = evaluate_on(previous, AutoTokenizer.from_pretrained(PRETRAINED_ENCODER_DIR), test)
-    results["previous bundled (AGL θ_D debye)"] = metrics_to_errors(metrics)
-    print(f"baselines: {time.perf_counter() - started:.0f} s", flush=True)
-    if not arguments.skip_training:
-        for name, slug, head, labels in (
-            ("debye (C_v 300 K only)", "debye_300", "debye", ["cv_300"]),
-            ("debye (DOS curves)", "debye_curves", "debye", ["cv_curve"]),
-            ("debye-einstein", "debye_einstein", "debye-einstein", ["cv_curve", "entropy"]),
-            ("dos", "dos", "dos", ["dos", "cv_curve", "entropy"]),
-        ):
-            started = time.perf_counter()
-            results[name] = metrics_to_errors(head_row(slug, head, labels, epochs, output))
-            print(f"{name}: {time.perf_counter() - started:.0f} s; per-atom MAE {results[name]}", flush=True)
-            (output / "bench_thermo_partial.json").write_text(json.dumps(results, indent=2))
-    ensemble_dir = Path(arguments.ensemble)
-    for _ in range(arguments.wait_minutes * 6):  # a training of the ensemble may still be writing it
-        if (ensemble_dir / "model.safetensors").is_file():
-            break
-        time.sleep(10)
-    bundled = CloudThermoModel.from_pretrained(ensemble_dir) if _is_thermo(ensemble_dir) else None
-    calibration = {}
-    if bundled is not None:
-        tokenizer = AutoTokenizer.from_pretrained(ensemble_dir)
-        metrics, _ = evaluate_on(bundled, tokenizer, test)
-        results[f"bundled ensemble ({bundled.config.thermo_members} × {bundled.config.thermo_head})"] = (
-            metrics_to_errors(metrics))
-        calibration = {key: value for key, value in metrics.items() if "sigma" in key}
+    crystals, bad = load_phonon_crystals(
+        max_imaginary_fraction=None if arguments.max_imaginary_fraction < 0 else arguments.max_imaginary_fraction)
+    train, _validation, test = crystals_splits(crystals, validation_fraction=0.1, seed=0)
+    if arguments.quick:
+        train = train.select(sorted(np.random.default_rng(0).choice(len(train), QUICK_TRAIN_ROWS, replace=False)))
+        test = test.select(range(0, len(test), QUICK_TEST_STRIDE))
+    splits, rare = test_splits(train, test, set(read_split_ids(DEFAULT_TEST_IDS_FILE)))
+    print(f"{len(crystals)} crystals ({len(bad)} rows left out or bad); train {len(train)} "
+          f"({dict(Counter(train.sources))}), test {len(test)} ({dict(Counter(test.sources))})")
+    print(f"shifted split: {int(splits['shifted'].sum())} test crystals ({int(test.all_metal.sum())} metals); rare "
+          f"elements (< {RARE_ELEMENT_SHARE:.0%} of the training crystals): {' '.join(rare)}")
 
-    cloud_cv = None
-    if arguments.cloud_cv:
-        cloud_cv = cloud_cv_reference_row(output, epochs)
-        print(f"cloud_cv_test (reference SCOPE, debye head, reference tokenizer, from scratch): {cloud_cv}")
+    peers, extraction = train_peers(train, test)
+    print(f"peer features: {extraction['seconds_this_run']:.1f} s this run"
+          f"{' (read from the cache)' if extraction['cached'] else ''}; the extraction that made them took "
+          f"{extraction['seconds_when_made']:.0f} s, {1000 * extraction['seconds_per_crystal']:.0f} ms a crystal; "
+          f"{len(extraction['failures'])} failed parts", flush=True)
+    rows = []
+    for folder, label in zip(models, model_labels(models)):
+        rows.append(model_row(folder, test, label))
+        print(f"{rows[-1].name}: predicted {len(test) - rows[-1].unreadable} test crystals in {rows[-1].seconds:.0f} "
+              f"s; {rows[-1].unreadable} could not be encoded", flush=True)
+    rows += peers  # the models first, then the peers
 
-    header = "| model | " + " | ".join(f"C_v {int(t)} K" for t in EVAL_TEMPERATURES) + " | S 300 K |"
-    lines = [header, "|---" * (len(EVAL_TEMPERATURES) + 2) + "|"]
-    lines += [f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + " |" for name, values in results.items()]
-    print(f"\nper-atom MAE, J/(mol·K), on {len(test)} held-out phonon crystals\n" + "\n".join(lines))
-    if calibration:
-        print("\nbundled ensemble calibration (fraction of test truths within):")
-        for t in EVAL_TEMPERATURES:
-            print(f"  {int(t):>4} K: ±1σ {calibration[f'cv_within_1sigma_{int(t)}K']:.3f}   "
-                  f"±2σ {calibration[f'cv_within_2sigma_{int(t)}K']:.3f}")
-        print(f"  S(300 K): ±1σ {calibration['s_within_1sigma_300K']:.3f}   ±2σ {calibration['s_within_2sigma_300K']:.3f}")
-    if cloud_cv is not None:
-        print(f"\ncloud_cv_test.csv, C_v(300 K) per cell: MAE {cloud_cv['mae']:.2f} J/(mol·K), MAE/MAD "
-              f"{cloud_cv['mae_over_mad']:.3f} (the paper: 0.057 with its pretrained 110M model)")
-    (output / "bench_thermo.json").write_text(json.dumps({"mae": results, "calibration": calibration,
-                                                          "cloud_cv_test": cloud_cv,
-                                                          "n_test": len(test), "epochs": epochs}, indent=2))
-    plot_errors(results, output / "bench_thermo.png")
+    truth = peer_labels(test)
+    report = score(rows, truth, splits, test.temperatures)
+    worst = {row.name: worst_elements(row, truth, test, arguments.min_element_count)
+             for row in (rows[0], next(row for row in rows if row.name == STRONG_PEER))}
+    print_tables(report, rows, splits, test.temperatures, worst)
+    (output / "bench_thermo.json").write_text(json.dumps({
+        "scores": report, "worst_elements": worst, "temperatures": test.temperatures.tolist(),
+        "n_train": len(train), "n_test": len(test), "quick": arguments.quick,
+        "max_imaginary_fraction": arguments.max_imaginary_fraction, "rare_elements": rare,
+        "split_sizes": {name: int(mask.sum()) for name, mask in splits.items()},
+        "unreadable": {row.name: row.unreadable for row in rows}, "seconds": {row.name: row.seconds for row in rows},
+        "peer_features": extraction,
+    }, indent=1, ensure_ascii=False))
+    plot_errors(report, rows, test.temperatures, output / "bench_thermo.png")
     print(f"\nwrote {output / 'bench_thermo.json'} and {output / 'bench_thermo.png'}")
-
-
-def cloud_cv_reference_row(output: Path, epochs: int) -> dict:
-    """MAE and MAE/MAD at 300 K on ``reference/cloud_cv_test.csv``.
-
-    That file holds reference SCOPE strings only (no structures), so canonical-SCOPE models (every head above and
-    the bundled ensemble) cannot read it; what can be evaluated is a ``debye`` head with the reference tokenizer,
-    trained from scratch (no pretrained reference-SCOPE encoder is available offline) by ``recipes/debye_cv.py``
-    with ``recipes/configs/debye_cv_small.yaml``.
-    """
-    folder = output / "cloud_cv_reference"
-    if (folder / "test_metrics.json").is_file():  # a finished run is reused
-        metrics = json.loads((folder / "test_metrics.json").read_text())["metrics"]
-        return {key: metrics[key] for key in ("mae", "mad", "mae_over_mad") if key in metrics}
-    subprocess.run([sys.executable, "recipes/debye_cv.py", "recipes/configs/debye_cv_small.yaml",
-                    "--output_dir", str(folder), "--num_train_epochs", str(epochs)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = json.loads((folder / "test_metrics.json").read_text())["metrics"]
-    return {key: metrics[key] for key in ("mae", "mad", "mae_over_mad") if key in metrics}
-
-
-def _is_thermo(folder: Path) -> bool:
-    if not (folder / "config.json").is_file():
-        return False
-    return "CloudThermoModel" in json.loads((folder / "config.json").read_text()).get("architectures", [])
-
-
-def plot_errors(results: dict[str, list[float]], path: Path) -> None:
-    """Per-atom C_v MAE against temperature, one line per model (log-scaled error axis)."""
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7.5, 4.5), layout="constrained")
-    axes = figure.subplots()
-    for index, (name, values) in enumerate(results.items()):
-        axes.plot(EVAL_TEMPERATURES, values[: len(EVAL_TEMPERATURES)], marker="o", color=f"C{index}", label=name)
-    axes.set(xlabel="T (K)", ylabel="per-atom $C_V$ MAE (J/(mol·K))", yscale="log",
-             title="Held-out phonon crystals: heat-capacity error against temperature")
-    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    figure.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
