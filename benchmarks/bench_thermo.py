@@ -7,8 +7,9 @@ The crystals are ``cloud_hf.phonons.load_phonon_crystals`` (phonondb crystals wi
 ``--max-imaginary-fraction`` imaginary modes left out, by default the package's rule), split by
 ``crystals_splits`` (the committed test ids of every source; validation seed 0). The two peers of
 :mod:`thermo_peers` (the GB peer on composition + space group, the strong HGB peer on composition, cell
-descriptors and space group) are trained here on the training rows (not validation), one regressor per label
-column; each ``--model`` folder (default: the bundled model; repeatable) is only evaluated. Every row is scored on
+descriptors and space group) are trained here, one regressor per label
+column (by default on every non-test crystal, as the bundled final fit; ``--validation-rows``: the training carve of
+a validation run); each ``--model`` folder (default: the bundled model; repeatable) is only evaluated. Every row is scored on
 the test crystals, in the splits of :func:`test_splits`:
 
 * the random test split per source: phonondb non-metals, Petretto (its 160 original test ids, and every Petretto
@@ -296,6 +297,9 @@ def main() -> None:
                         help="leave out phonondb crystals with more imaginary modes than this (negative: keep all)")
     parser.add_argument("--min-element-count", type=int, default=5,
                         help="the worst-element table counts elements in at least this many test crystals")
+    parser.add_argument("--validation-rows", action="store_true",
+                        help="train the peers on the training carve only (as a validation run's model); default: "
+                             "on every non-test crystal, the rows of a final fit such as the bundled model")
     parser.add_argument("--quick", action="store_true",
                         help=f"a smoke run: {QUICK_TRAIN_ROWS} training rows, every {QUICK_TEST_STRIDE}th test row")
     arguments = parser.parse_args()
@@ -306,7 +310,9 @@ def main() -> None:
 
     crystals, bad = load_phonon_crystals(
         max_imaginary_fraction=None if arguments.max_imaginary_fraction < 0 else arguments.max_imaginary_fraction)
-    train, _validation, test = crystals_splits(crystals, validation_fraction=0.1, seed=0)
+    train, validation, test = crystals_splits(crystals, validation_fraction=0.1, seed=0)
+    if not arguments.validation_rows:  # the bundled model is a final fit: every non-test crystal trained it
+        train = PhononCrystals.concatenate([train, validation])
     if arguments.quick:
         train = train.select(sorted(np.random.default_rng(0).choice(len(train), QUICK_TRAIN_ROWS, replace=False)))
         test = test.select(range(0, len(test), QUICK_TEST_STRIDE))
