@@ -133,5 +133,5 @@ def test_unknown_output_format_is_refused(mixed_folder, debye_checkpoint, tmp_pa
     code = main(["predict", str(mixed_folder), "--model", str(debye_checkpoint), "--output", str(tmp_path / "x.xlsx")])
     assert code == 2
     assert not (tmp_path / "x.xlsx").exists()
-    assert ".csv or .jsonl" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == f"error: --output {tmp_path / 'x.xlsx'}: the suffix .xlsx names no table format; use .csv, .json or .jsonl"
 

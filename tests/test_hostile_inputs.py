@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from datasets import Dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -358,3 +360,156 @@ def test_fuzzed_cif_raises_only_crystal_input_error(text):
 @given(mutated(ROCKSALT_POSCAR))
 def test_fuzzed_poscar_raises_only_crystal_input_error(text):
     assert_only_crystal_input_errors(text)
+
+
+# --- round two (issue 21): temperatures, output paths and formats --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled_predictor():
+    from transformers import pipeline
+
+    import cloud_hf
+
+    return pipeline("crystal-property-prediction", model=cloud_hf.BUNDLED_MODEL_DIR)
+
+
+def heat_capacity_temperatures(result: dict) -> list[float]:
+    return [record["temperature"] for record in result["properties"] if record["property"] == "heat_capacity"]
+
+
+@pytest.mark.parametrize("temperatures, expected", [
+    (np.float32(300), [300.0]),
+    (np.float64(250.5), [250.5]),
+    (torch.tensor(300.0), [300.0]),
+    (torch.tensor([100.0, 300.0]), [100.0, 300.0]),
+    (np.array([50, 300]), [50.0, 300.0]),
+    ((10, 20.5), [10.0, 20.5]),
+    (300, [300.0]),
+])
+def test_temperatures_are_any_real_scalar_or_1d_array_like(bundled_predictor, temperatures, expected):
+    assert heat_capacity_temperatures(bundled_predictor(ROCKSALT, temperatures=temperatures)) == expected
+
+
+@pytest.mark.parametrize("temperatures, message", [
+    ("123", "temperatures must be a number or a list of numbers (K), got the string '123'"),
+    ("300", "temperatures must be a number or a list of numbers (K), got the string '300'"),
+    (["300", "400"], "temperatures must be real numbers (K), got ['300', '400']"),
+    ([True], "temperatures must be real numbers (K), got [True]"),
+    ([[100.0, 300.0]], "temperatures must be a number or a 1-D list of numbers (K), got shape (1, 2)"),
+    ([], "temperatures must hold at least one temperature (K)"),
+    ([300.0, 1e39], "temperatures must lie between 0.001 K and 1e+06 K (outside, float32 under- or overflows), "
+                    "got [1e+39]"),
+    ([1e-46], "temperatures must lie between 0.001 K and 1e+06 K (outside, float32 under- or overflows), "
+              "got [1e-46]"),
+    ([1e-320], "temperatures must lie between 0.001 K and 1e+06 K (outside, float32 under- or overflows), "
+               "got [1e-320]"),
+    ([0.0, -1.0], "temperatures must be finite and > 0 K, got [0.0, -1.0]"),
+])
+def test_bad_temperatures_are_one_clear_data_error_before_any_work(bundled_predictor, temperatures, message):
+    from cloud_hf.errors import CloudDataError
+
+    with pytest.raises(CloudDataError) as raised:
+        bundled_predictor([ROCKSALT, CSCL], temperatures=temperatures)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize("value", ["1e39", "1e-46", "1e-320", "inf"])
+def test_extreme_temperatures_are_an_argument_error_on_the_command_line(tmp_path, capsys, value):
+    cif = tmp_path / "nacl.cif"
+    cif.write_text(ROCKSALT_CIF)
+    assert main(["predict", str(cif), "--temperatures", "300", value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error: --temperatures must ") and "got [" in line
+
+
+def test_the_debye_model_checks_temperatures_in_float64():
+    """A value that is > 0 in float64 but 0 in float32 is refused, not silently computed at 0 K."""
+    from cloud_hf.errors import CloudDataError
+    from cloud_hf.thermodynamics import check_temperatures
+
+    with pytest.raises(CloudDataError, match=r"got \[1e-320\]"):
+        check_temperatures([300.0, 1e-320], torch.zeros(1))
+    assert check_temperatures([300.0, 5.0], torch.zeros(1)).dtype == torch.float32
+
+
+def unwritable_outputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Output paths that cannot be written, with the reason each message must give."""
+    a_file = tmp_path / "a_file.csv"
+    a_file.write_text("x")
+    a_folder = tmp_path / "a_folder.csv"
+    a_folder.mkdir(exist_ok=True)
+    return {
+        "under /proc": (Path("/proc/cloud_hf_x.csv"), "cannot write there: "),
+        "under a file": (a_file / "x.csv", "cannot write there: "),
+        "a folder": (a_folder, "a folder, not a file"),
+        "no suffix": (tmp_path / "out", "the suffix (none) names no table format; use .csv, .json or .jsonl"),
+        "unknown suffix": (tmp_path / "out.txt", "the suffix .txt names no table format; use .csv, .json or .jsonl"),
+    }
+
+
+@pytest.mark.parametrize("case", ["under /proc", "under a file", "a folder", "no suffix", "unknown suffix"])
+@pytest.mark.parametrize("command", ["scope", "predict"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, monkeypatch, command, case):
+    import cloud_hf.inputs
+
+    path, reason = unwritable_outputs(tmp_path)[case]
+    monkeypatch.setattr(cloud_hf.inputs, "collect_crystals", lambda *a, **k: pytest.fail("inputs read"))
+    assert main([command, str(tmp_path), "--output", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --output {path}: {reason}")
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("under a file", "cannot write there: "),
+    ("unknown suffix", "the suffix .jpg names no plot format; use .png, .pdf or .svg"),
+])
+def test_a_plot_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, case, reason):
+    path = {"under a file": unwritable_outputs(tmp_path)["under a file"][0].with_suffix(".png"),
+            "unknown suffix": tmp_path / "curves.jpg"}[case]
+    assert main(["predict", str(tmp_path), "--plot", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --plot {path}: {reason}")
+
+
+def test_scope_creates_the_output_folder_as_predict_does(tmp_path):
+    cif = tmp_path / "nacl.cif"
+    cif.write_text(ROCKSALT_CIF)
+    output = tmp_path / "new" / "folder" / "scope.csv"
+    assert main(["scope", str(cif), "--output", str(output)]) == 0
+    assert output.read_text().splitlines() == ["id,scope,error", f"{cif},{ROCKSALT_SCOPE},"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+@pytest.mark.parametrize("command", ["scope", "predict"])
+def test_the_output_format_is_the_one_its_suffix_names(tmp_path, command, suffix):
+    import pandas as pd
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_nacl.cif").write_text(ROCKSALT_CIF)
+    (folder / "b_junk.cif").write_text("not a crystal")
+    output = tmp_path / f"out{suffix}"
+    assert main([command, str(folder), "--output", str(output)]) == 0
+    text = output.read_text(encoding="utf-8")
+    if suffix == ".json":
+        rows = json.loads(text)
+    elif suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines()]
+    else:
+        rows = pd.read_csv(output).replace({np.nan: None}).to_dict("records")
+    key = "id" if command == "scope" else "input"
+    assert [row[key] for row in rows] == [str(folder / "a_nacl.cif"), str(folder / "b_junk.cif")]
+    assert rows[0]["error"] is None and rows[1]["error"].startswith(str(folder / "b_junk.cif"))
+    assert rows[0]["scope"] == ROCKSALT_SCOPE and rows[1]["scope"] is None
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_the_plot_format_is_the_one_its_suffix_names(tmp_path, suffix, magic):
+    cif = tmp_path / "nacl.cif"
+    cif.write_text(ROCKSALT_CIF)
+    plot = tmp_path / f"curves{suffix}"
+    assert main(["predict", str(cif), "--plot", str(plot)]) == 0
+    assert plot.read_bytes().startswith(magic)

@@ -16,7 +16,6 @@ disordered sites, a molecule, a SCOPE string longer than the model's positions, 
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads checkpoints through)
 from cloud_hf.errors import CloudConfigError
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
+from cloud_hf.thermodynamics import temperature_values
 
 TASK_NAME = "crystal-property-prediction"
 
@@ -129,7 +129,7 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         return CloudProcessor.for_model(self.model.config, self.tokenizer)
 
     def _sanitize_parameters(
-        self, temperatures: Sequence[float] | float | None = None, **unused: Any
+        self, temperatures: Any = None, **unused: Any
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
             raise TypeError(f"unexpected argument(s) for the {TASK_NAME} pipeline: {sorted(unused)}")
@@ -204,16 +204,10 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         }
 
 
-def validate_temperatures(temperatures: Sequence[float] | float) -> tuple[float, ...]:
-    """Temperatures (K) as a tuple of finite positive floats; :class:`CloudConfigError` otherwise."""
-    values = (temperatures,) if isinstance(temperatures, (int, float)) else tuple(temperatures)
-    if not values:
-        raise CloudConfigError("temperatures must hold at least one temperature (K)")
-    converted = tuple(float(value) for value in values)
-    bad = [value for value in converted if not (math.isfinite(value) and value > 0)]
-    if bad:
-        raise CloudConfigError(f"temperatures must be finite and > 0 K, got {bad}")
-    return converted
+def validate_temperatures(temperatures: Any) -> tuple[float, ...]:
+    """Temperatures (K) as a tuple of floats: a real number or a 1-D array-like, checked in float64 before the model
+    runs (:func:`cloud_hf.thermodynamics.temperature_values`); :class:`CloudDataError` otherwise."""
+    return temperature_values(temperatures, "temperatures")
 
 
 PIPELINE_REGISTRY.register_pipeline(

@@ -108,14 +108,14 @@ MAX_TEMPERATURE = 1e6
 """Highest accepted temperature, K: far above any solid's melting point (the Dulong–Petit limit holds long before)."""
 
 
-def _temperature_problem(values: torch.Tensor) -> str | None:
-    """Why float64 temperatures (K) cannot be used, naming up to 8 bad values; ``None`` if they all can."""
+def _temperature_problem(values: torch.Tensor, name: str = "temperature") -> str | None:
+    """Why float64 temperatures (K) cannot be used, naming ``name`` and up to 8 bad values; ``None`` if they can."""
     bad = ~(torch.isfinite(values) & (values > 0))
     if bool(bad.any()):
-        return f"temperature must be finite and > 0 K, got {values[bad][:8].tolist()}"
+        return f"{name} must be finite and > 0 K, got {values[bad][:8].tolist()}"
     bad = (values < MIN_TEMPERATURE) | (values > MAX_TEMPERATURE)
     if bool(bad.any()):
-        return (f"temperature must lie between {MIN_TEMPERATURE:g} K and {MAX_TEMPERATURE:g} K (outside, float32 "
+        return (f"{name} must lie between {MIN_TEMPERATURE:g} K and {MAX_TEMPERATURE:g} K (outside, float32 "
                 f"under- or overflows), got {values[bad][:8].tolist()}")
     return None
 
@@ -140,9 +140,9 @@ def temperature_values(temperatures: Any, name: str = "temperatures") -> tuple[f
     values = torch.from_numpy(array.astype(np.float64).reshape(-1))
     if not values.numel():
         raise CloudDataError(f"{name} must hold at least one temperature (K)")
-    problem = _temperature_problem(values)
+    problem = _temperature_problem(values, name)
     if problem is not None:
-        raise CloudDataError(f"{name}: {problem}")
+        raise CloudDataError(problem)
     return tuple(values.tolist())
 
 

@@ -69,8 +69,10 @@ class ScopeEncoder:
             symprec = CANONICAL_SYMPREC if symprec is None else symprec
         if backend not in BACKENDS:
             raise ValueError(f"unknown symmetry backend {backend!r}; choose one of {BACKENDS}")
-        if not symprec > 0:
+        if not 0 < symprec < float("inf"):
             raise ValueError(f"symprec must be a positive distance in Å, got {symprec}")
+        if angle_tolerance is not None and not 0 < angle_tolerance < 180:
+            raise ValueError(f"angle_tolerance must be an angle in degrees between 0 and 180, got {angle_tolerance}")
         self.mode = mode
         self.backend = backend
         self.symprec = float(symprec)
