@@ -16,7 +16,6 @@ disordered sites, a molecule, a SCOPE string longer than the model's positions, 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
