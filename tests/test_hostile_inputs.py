@@ -35,7 +35,12 @@ from cloud_hf.structures import load_cell, load_structure
 ROCKSALT = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
 ROCKSALT_SCOPE = "cF m-3m SG225 Na 4a Cl 4b"
 CSCL_SCOPE = "cP m-3m SG221 Cl 1a Cs 1b"
-ATOMS_PER_CELL = {ROCKSALT_SCOPE: 8, CSCL_SCOPE: 2}
+MNO = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.445), ["Mn", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+MNO_SCOPE = "cF m-3m SG225 O 4a Mn 4b"
+SILICON = Structure(Lattice([[0, 2.715, 2.715], [2.715, 0, 2.715], [2.715, 2.715, 0]]), ["Si", "Si"],
+                    [[0, 0, 0], [0.25, 0.25, 0.25]])
+SILICON_SCOPE = "cF m-3m SG227 Si 8a"
+ATOMS_PER_CELL = {ROCKSALT_SCOPE: 8, CSCL_SCOPE: 2, MNO_SCOPE: 8, SILICON_SCOPE: 2}
 
 CELL = """_cell_length_a 5.64
 _cell_length_b 5.64
@@ -68,6 +73,47 @@ def poscar(lattice: str, counts: str, coordinates: str, species: str | None = "N
 
 CUBIC = "5.64 0 0\n0 5.64 0\n0 0 5.64\n"
 CSCL = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0.5, 0.5, 0.5], [0, 0, 0]])
+KNOWN = {ROCKSALT_SCOPE: ROCKSALT, CSCL_SCOPE: CSCL, MNO_SCOPE: MNO, SILICON_SCOPE: SILICON}
+"""Each crystal of the corpus by its canonical SCOPE string (for the reference-mode strings)."""
+
+
+def magnetic_cif(operators: bool = True) -> str:
+    """MnO rock salt as a magnetic CIF: its asymmetric unit (Mn 0 0 0 with a moment, O ½ ½ ½), the 48 point
+    operations of m-3m as magnetic operators with the four F centerings (all +1), or no operators at all."""
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    rotations: dict[tuple, str] = {}
+    for operation in SpaceGroup("Fm-3m").symmetry_ops:
+        rotations.setdefault(tuple(operation.rotation_matrix.flatten()), operation.as_xyz_str().replace(" ", ""))
+    lines = ["data_MnO", *(line for line in CELL.replace("5.64", "4.445").splitlines()),
+             "_space_group_magn.transform_BNS_Pp_abc 'a,b,c;0,0,0'"]
+    if operators:
+        lines += ["_space_group_magn.name_BNS 'Fm-3m.1'", "loop_", "_space_group_symop_magn_operation.id",
+                  "_space_group_symop_magn_operation.xyz",
+                  *(f"{index} {xyz},+1" for index, xyz in enumerate(rotations.values(), start=1)),
+                  "loop_", "_space_group_symop_magn_centering.id", "_space_group_symop_magn_centering.xyz",
+                  "1 x,y,z,+1", "2 x,y+1/2,z+1/2,+1", "3 x+1/2,y,z+1/2,+1", "4 x+1/2,y+1/2,z,+1"]
+    lines += ["loop_", "_atom_site_label", "_atom_site_type_symbol", "_atom_site_fract_x", "_atom_site_fract_y",
+              "_atom_site_fract_z", "_atom_site_occupancy", "Mn1 Mn 0 0 0 1", "O1 O 0.5 0.5 0.5 1",
+              "loop_", "_atom_site_moment.label", "_atom_site_moment.crystalaxis_x",
+              "_atom_site_moment.crystalaxis_y", "_atom_site_moment.crystalaxis_z", "Mn1 0 0 4.6"]
+    return "\n".join(lines) + "\n"
+
+
+def scaled_silicon_poscar(scale: str, cartesian: bool) -> str:
+    """Diamond Si (primitive cell, a = 5.43 Å) as a POSCAR with the scale line ``scale``: ``"+"`` (a), ``"-"`` (the
+    volume, negative) or ``"3"`` (three factors a, 2a, a/2); coordinates direct or Cartesian in the scaled units."""
+    import numpy as np
+
+    unit = np.array([[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    factors = {"+": [5.43] * 3, "-": [5.43] * 3, "3": [5.43, 10.86, 2.715]}[scale]
+    lattice = unit * 5.43 / np.array(factors)
+    positions = np.array([[0, 0, 0], [0.25, 0.25, 0.25]])
+    coordinates = positions @ lattice if cartesian else positions
+    scale_line = {"+": "5.43", "-": f"{-(5.43 ** 3) / 4:.10f}", "3": "5.43 10.86 2.715"}[scale]
+    rows = lambda array: "\n".join(" ".join(f"{value:.10f}" for value in row) for row in array)  # noqa: E731
+    return (f"Si diamond\n{scale_line}\n{rows(lattice)}\nSi\n2\n{'Cartesian' if cartesian else 'Direct'}\n"
+            f"{rows(coordinates)}\n")
 
 
 @dataclass
@@ -102,6 +148,12 @@ def write_corpus(folder: Path) -> list[Expected]:
         "o_it_number_only.cif": rocksalt_cif("_space_group_IT_number 225\n"),
         "p_old_it_number_only.cif": rocksalt_cif("_symmetry_Int_Tables_number 225\n"),
         "q_hall_only.cif": rocksalt_cif("_space_group_name_Hall '-F 4 2 3'\n"),
+        "r2a_unknown_cell_length.cif": rocksalt_cif("_space_group_IT_number 225\n").replace(
+            "_cell_length_c 5.64", "_cell_length_c ?"),
+        "r2b_magnetic.mcif": magnetic_cif(),
+        "r2c_magnetic_without_operators.mcif": magnetic_cif(operators=False),
+        "r2d_volume_scaled_cartesian.vasp": scaled_silicon_poscar("-", cartesian=True),
+        "r2e_three_scale_factors.vasp": scaled_silicon_poscar("3", cartesian=True),
         "r_hm_only.cif": rocksalt_cif("_symmetry_space_group_name_H-M 'F m -3 m'\n"),
         "s_vasp4_POSCAR": poscar(CUBIC, "1 1", "0 0 0\n0.5 0.5 0.5\n", species=None, comment="rock salt"),
         "t_vasp4_symbols_in_comment.vasp": str(Poscar(ROCKSALT)).replace("\nNa Cl\n", "\n", 1)
@@ -139,7 +191,7 @@ def write_corpus(folder: Path) -> list[Expected]:
     def at(name: str) -> str:
         return str(folder / name)
 
-    return [
+    return sorted([  # in the folder's order (file names sorted; blocks and table rows in file order)
         Expected(at("a_empty.cif"), error=r"unreadable structure file|no _atom_site|unreadable or malformed"),
         Expected(at("b_binary.cif"), error=r"unreadable or malformed CIF: line 1: expected block header"),
         Expected(at("c_truncated.cif"), error=r"unreadable or malformed CIF: line \d+: .*\(is the file truncated\?\)"),
@@ -159,6 +211,12 @@ def write_corpus(folder: Path) -> list[Expected]:
         Expected(at("p_old_it_number_only.cif"), scope=ROCKSALT_SCOPE),
         Expected(at("q_hall_only.cif"), scope=ROCKSALT_SCOPE),
         Expected(at("r_hm_only.cif"), scope=ROCKSALT_SCOPE),
+        Expected(at("r2a_unknown_cell_length.cif"), error=r"the cell is not given: _cell_length_c is unknown \('\?'\)"),
+        Expected(at("r2b_magnetic.mcif"), scope=MNO_SCOPE),
+        Expected(at("r2c_magnetic_without_operators.mcif"), error=r"a magnetic CIF \(tags .*\) without magnetic "
+                 r"symmetry operators"),
+        Expected(at("r2d_volume_scaled_cartesian.vasp"), scope=SILICON_SCOPE),
+        Expected(at("r2e_three_scale_factors.vasp"), scope=SILICON_SCOPE),
         Expected(at("s_vasp4_POSCAR"), error=r"VASP 4 POSCAR without a species line"),
         Expected(at("t_vasp4_symbols_in_comment.vasp"), scope=ROCKSALT_SCOPE),
         Expected(at("u_water_in_a_box.vasp"), error=r"an isolated cluster \(a molecule in a box\), not a crystal"),
@@ -172,7 +230,7 @@ def write_corpus(folder: Path) -> list[Expected]:
         Expected(at("z_\u00f1_\u6676\u4f53.cif"), scope=ROCKSALT_SCOPE),
         Expected(at("zz_subfolder"), error=r"a subfolder, not read"),
         Expected(at("zzz_loop"), error=r"a broken symbolic link or a symlink loop"),
-    ]
+    ], key=lambda item: item.name.split(":")[0])
 
 
 @pytest.fixture(scope="module")
@@ -215,13 +273,8 @@ def test_cloud_hf_scope_reference_mode_reads_the_same_crystals(corpus, tmp_path)
     output = tmp_path / "scope.jsonl"
     assert main(["scope", str(folder), "--mode", "reference", "--output", str(output)]) == 0
     rows = [json.loads(line) for line in output.read_text().splitlines()]
-    rocksalt_reference = ScopeEncoder(mode="reference").encode(ROCKSALT)
-    cscl_reference = ScopeEncoder(mode="reference").encode(CSCL)
-    reference_expected = [
-        Expected(item.name, scope={ROCKSALT_SCOPE: rocksalt_reference, CSCL_SCOPE: cscl_reference}[item.scope])
-        if item.scope else item
-        for item in expected
-    ]
+    reference = {scope: ScopeEncoder(mode="reference").encode(crystal) for scope, crystal in KNOWN.items()}
+    reference_expected = [Expected(item.name, scope=reference[item.scope]) if item.scope else item for item in expected]
     # reference mode accepts disorder, as the reference encoder does: that row has a string there
     disordered = next(i for i, item in enumerate(expected) if item.name.endswith("i_disordered.cif"))
     assert rows[disordered]["scope"].endswith("| 4a 4b | Na 0.33 Cl 0.67")
@@ -513,3 +566,87 @@ def test_the_plot_format_is_the_one_its_suffix_names(tmp_path, suffix, magic):
     plot = tmp_path / f"curves{suffix}"
     assert main(["predict", str(cif), "--plot", str(plot)]) == 0
     assert plot.read_bytes().startswith(magic)
+
+
+# --- round two: unknown cell values, magnetic CIFs, scaled POSCARs ----------------------------------------
+
+CELL_TAGS = ["_cell_length_a", "_cell_length_b", "_cell_length_c",
+             "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma"]
+CARTESIAN_SITES = SITES.replace("_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z",
+                                "_atom_site_Cartn_x\n_atom_site_Cartn_y\n_atom_site_Cartn_z")
+
+
+@pytest.mark.parametrize("sites", ["fractional", "Cartesian"])  # read by gemmi, or by pymatgen
+@pytest.mark.parametrize("value, problem", [("?", "unknown ('?')"), (".", "inapplicable ('.')"), (None, "missing"),
+                                            ("abc", "not a number ('abc')")])
+@pytest.mark.parametrize("tag", CELL_TAGS)
+def test_an_unknown_or_missing_cell_value_is_an_error_naming_the_tag(tag, value, problem, sites):
+    """Never gemmi's default 1 Å / 90° cell: bcc Fe with `_cell_length_a ?` used to encode as cI m-3m."""
+    cell = "".join(line + "\n" for line in CELL.splitlines() if not line.startswith(f"{tag} "))
+    if value is not None:
+        cell += f"{tag} {value}\n"
+    text = rocksalt_cif("_space_group_IT_number 225\n").replace(CELL, cell)
+    if sites == "Cartesian":
+        text = text.replace(SITES.format(occupancy=1, chlorine="Cl"), CARTESIAN_SITES.format(occupancy=1, chlorine="Cl"))
+    message = (f"CIF data_nacl: the cell is not given: {tag} is {problem}; a CIF must give all three cell "
+               "lengths (Å) and angles (°)")
+    for read in (load_cell, load_structure, ScopeEncoder().encode, ScopeEncoder(mode="reference").encode):
+        with pytest.raises(CrystalInputError) as raised:
+            read(text)
+        assert str(raised.value) == message, read
+
+
+@pytest.mark.parametrize("suffix", [".mcif", ".cif"])
+def test_a_magnetic_cif_is_expanded_by_its_magnetic_operators(tmp_path, suffix):
+    path = tmp_path / f"MnO{suffix}"
+    path.write_text(magnetic_cif())
+    for crystal in (path, magnetic_cif()):
+        assert len(load_cell(crystal)) == 8 and len(load_structure(crystal)) == 8
+        assert ScopeEncoder().encode(crystal) == MNO_SCOPE  # not cP m-3m SG221 O 1a Mn 1b (P1, 2 atoms)
+
+
+def test_a_magnetic_cif_whose_operators_cannot_be_read_is_refused():
+    for read in (load_cell, load_structure, ScopeEncoder().encode):
+        with pytest.raises(CrystalInputError, match=r"^CIF data_MnO: a magnetic CIF \(tags _space_group_magn\."
+                                                     r"transform_bns_pp_abc\) without magnetic symmetry operators"):
+            read(magnetic_cif(operators=False))
+
+
+@pytest.mark.parametrize("cartesian", [False, True], ids=["direct", "Cartesian"])
+@pytest.mark.parametrize("scale", ["+", "-", "3"], ids=["scale", "volume", "three-factors"])
+def test_poscar_scale_factors_are_read_as_ase_reads_them(scale, cartesian):
+    import io
+
+    import numpy as np
+    from ase.io import read
+
+    text = scaled_silicon_poscar(scale, cartesian)
+    atoms = read(io.StringIO(text), format="vasp")
+    for reader in (load_cell, load_structure):
+        crystal = reader(text)
+        lattice = crystal.lattice if reader is load_cell else crystal.lattice.matrix
+        np.testing.assert_allclose(lattice, atoms.cell.array, atol=1e-8)
+        np.testing.assert_allclose(crystal.frac_coords, atoms.get_scaled_positions(wrap=False), atol=1e-8)
+    assert ScopeEncoder().encode(text) == SILICON_SCOPE  # a volume-scaled Cartesian file was hR -3m SG166 Si 6c
+
+
+@pytest.mark.parametrize("scale_line, message", [
+    ("5.43 -1 1", r"three scale factors \['5\.43', '-1', '1'\]; they must all be > 0"),
+    ("0", r"scale factor 0"),
+])
+def test_impossible_poscar_scale_factors_are_refused(scale_line, message):
+    text = scaled_silicon_poscar("+", cartesian=False).replace("\n5.43\n", f"\n{scale_line}\n", 1)
+    with pytest.raises(CrystalInputError, match=message):
+        load_cell(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(magnetic_cif()))
+def test_fuzzed_magnetic_cif_raises_only_crystal_input_error(text):
+    assert_only_crystal_input_errors(text)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated(scaled_silicon_poscar("-", cartesian=True)))
+def test_fuzzed_volume_scaled_poscar_raises_only_crystal_input_error(text):
+    assert_only_crystal_input_errors(text)
