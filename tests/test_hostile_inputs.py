@@ -650,3 +650,47 @@ def test_fuzzed_magnetic_cif_raises_only_crystal_input_error(text):
 @given(mutated(scaled_silicon_poscar("-", cartesian=True)))
 def test_fuzzed_volume_scaled_poscar_raises_only_crystal_input_error(text):
     assert_only_crystal_input_errors(text)
+
+
+# --- round two: row ids ------------------------------------------------------------------------------------
+
+
+def write_table(path: Path, ids: list) -> None:
+    """A table of rock salt rows with the given ids (None: the id cell is empty), in the format of the suffix."""
+    import csv
+
+    records = [{"id": value, "structure": ROCKSALT_CIF} for value in ids]
+    if path.suffix == ".csv":
+        with path.open("w", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=["id", "structure"]).writerows([{"id": "id", "structure": "structure"},
+                                                                              *records])
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    else:
+        path.write_text(json.dumps(records))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl"])
+@pytest.mark.parametrize("ids, expected", [
+    ([1, None, 3], ["1", "1#2", "3"]),  # the row without an id was "1", the first row's id; the others "1.0", "3.0"
+    (["a", "a", "a#2", "b"], ["a", "a#3", "a#2", "b"]),  # a duplicate never takes an id written in the table
+    (["007", "7"], ["007", "7"]),
+    ([None, None], ["0", "1"]),
+])
+def test_row_ids_are_unique_and_as_written(tmp_path, suffix, ids, expected):
+    from cloud_hf.data import read_table
+
+    path = tmp_path / f"table{suffix}"
+    write_table(path, ids)
+    assert list(read_table(path)["id"]) == expected
+    output = tmp_path / "scope.jsonl"
+    assert main(["scope", str(path), "--output", str(output)]) == 0
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == [f"{path}:{i}" for i in expected]
+
+
+def test_a_json_object_of_records_keeps_its_keys_as_ids(tmp_path):
+    from cloud_hf.data import read_table
+
+    path = tmp_path / "by_key.json"
+    path.write_text(json.dumps({"mp-22862": {"structure": ROCKSALT_CIF}, "mp-22865": {"structure": ROCKSALT_CIF}}))
+    assert list(read_table(path)["id"]) == ["mp-22862", "mp-22865"]
