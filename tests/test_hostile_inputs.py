@@ -694,3 +694,37 @@ def test_a_json_object_of_records_keeps_its_keys_as_ids(tmp_path):
     path = tmp_path / "by_key.json"
     path.write_text(json.dumps({"mp-22862": {"structure": ROCKSALT_CIF}, "mp-22865": {"structure": ROCKSALT_CIF}}))
     assert list(read_table(path)["id"]) == ["mp-22862", "mp-22865"]
+
+
+# --- round two: many temperatures ----------------------------------------------------------------------------
+
+
+def test_many_temperatures_run_in_chunks_with_the_records_of_one_call(bundled_predictor):
+    """600 temperatures (3 model calls of TEMPERATURES_PER_CALL) give the records one call at all of them gives."""
+    from cloud_hf.pipeline_cloud import TEMPERATURES_PER_CALL
+
+    temperatures = np.linspace(5.0, 1500.0, 600).tolist()
+    assert len(temperatures) > 2 * TEMPERATURES_PER_CALL
+    processor, model = bundled_predictor.processor, bundled_predictor.model
+    batch = processor([ROCKSALT, CSCL], return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**batch, **model.prediction_inputs(batch.n_atoms, temperatures))
+    expected = model.property_records(outputs, batch.n_atoms.tolist(), temperatures)
+    results = bundled_predictor([ROCKSALT, CSCL], temperatures=temperatures, batch_size=2)
+    for result, crystal in zip(results, expected):
+        assert [(r["property"], r.get("temperature")) for r in result["properties"]] == \
+               [(r["property"], r.get("temperature")) for r in crystal]
+        np.testing.assert_allclose([r["value"] for r in result["properties"]], [r["value"] for r in crystal],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_temperature_chunks_keep_temperature_independent_records_in_place():
+    from cloud_hf.pipeline_cloud import join_temperature_chunks
+
+    def chunk(temperatures):
+        return [{"property": "theta"}, *({"property": "cv", "temperature": t} for t in temperatures),
+                {"property": "agl"}]
+
+    joined = join_temperature_chunks([chunk([1, 2]), chunk([3])])
+    assert [(r["property"], r.get("temperature")) for r in joined] == [
+        ("theta", None), ("cv", 1), ("cv", 2), ("cv", 3), ("agl", None)]
