@@ -728,3 +728,28 @@ def test_temperature_chunks_keep_temperature_independent_records_in_place():
     joined = join_temperature_chunks([chunk([1, 2]), chunk([3])])
     assert [(r["property"], r.get("temperature")) for r in joined] == [
         ("theta", None), ("cv", 1), ("cv", 2), ("cv", 3), ("agl", None)]
+
+
+# --- round two: slabs and 2-D layers ------------------------------------------------------------------------
+
+
+def graphene(height: float) -> Structure:
+    """A graphene sheet in a hexagonal cell ``height`` Å high (3.35 Å: graphite's layer spacing, AA stacked)."""
+    return Structure(Lattice.hexagonal(2.46, height), ["C", "C"], [[0, 0, 0.5], [1 / 3, 2 / 3, 0.5]])
+
+
+@pytest.mark.parametrize("height", [20.0, 500.0])
+def test_a_model_reading_cell_descriptors_refuses_a_layer_in_vacuum(bundled_predictor, height):
+    """C_v per atom of one graphene sheet moved from 13.9 to 23.9 J/(mol·K) with its cell height: now a row error."""
+    result = bundled_predictor(graphene(height))
+    assert result["properties"] == []
+    assert result["error"] == (
+        f"Structure: a slab or layer in vacuum (an atom-free slab {height:.1f} Å thick along lattice direction c, "
+        "more than 7 Å, cloud_hf.cell_descriptors.VACUUM_GAP); this model reads the cell's volume per atom and "
+        "density, which the vacuum sets, so it does not predict slabs, 2-D layers or wires: give the bulk crystal")
+    assert ScopeEncoder().encode(graphene(height)) == "hP 6/mmm SG191 C 2c"  # SCOPE itself has no cell: it passes
+
+
+def test_a_layered_bulk_crystal_is_predicted(bundled_predictor):
+    result = bundled_predictor(graphene(3.35))
+    assert result["error"] is None and result["properties"]
