@@ -753,3 +753,57 @@ def test_a_model_reading_cell_descriptors_refuses_a_layer_in_vacuum(bundled_pred
 def test_a_layered_bulk_crystal_is_predicted(bundled_predictor):
     result = bundled_predictor(graphene(3.35))
     assert result["error"] is None and result["properties"]
+
+
+# --- round two: messages and contradictions --------------------------------------------------------------
+
+
+def test_a_cif_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.cif"
+    path.write_bytes(b"\xef\xbb\xbf" + ROCKSALT_CIF.encode())
+    assert ScopeEncoder().encode(path) == ROCKSALT_SCOPE
+    assert ScopeEncoder().encode("\ufeff" + ROCKSALT_CIF) == ROCKSALT_SCOPE
+
+
+def test_cif_text_in_a_vasp_file_is_read_as_cif(tmp_path):
+    path = tmp_path / "nacl.vasp"
+    path.write_text(ROCKSALT_CIF)
+    assert ScopeEncoder().encode(path) == ROCKSALT_SCOPE and len(load_structure(path)) == 8
+
+
+def test_an_occupancy_above_one_is_not_called_partial():
+    with pytest.raises(CrystalInputError, match=r"_atom_site row 1 \(label 'Na1'\) has occupancy 2, more than 1"):
+        load_cell(rocksalt_cif("_space_group_IT_number 225\n", occupancy="2"))
+
+
+@pytest.mark.parametrize("text, message", [
+    (poscar(CUBIC, "1 1", "0 0 0\n", species="Na Cl"), r"counts \(1 1\) give 2 atoms but 1 coordinate lines follow"),
+    (poscar(CUBIC, "1 1", "0 0 0\n0.5 0.5 0.5\n", species="Na Cl K"),
+     r"line 6 names 3 species \(Na Cl K\) but line 7 gives 2 atom counts \(1 1\)"),
+])
+def test_poscar_count_mismatches_are_named(text, message):
+    for read in (load_cell, load_structure):
+        with pytest.raises(CrystalInputError, match=message):
+            read(text)
+
+
+def test_a_structure_column_is_found_whatever_its_case(tmp_path):
+    from cloud_hf.data import read_table
+
+    path = tmp_path / "table.csv"
+    import pandas as pd
+
+    pd.DataFrame({"ID": ["x"], "Structure": [ROCKSALT_CIF]}).to_csv(path, index=False)
+    assert read_table(path)["structure"] == [ROCKSALT_CIF]
+
+
+def test_scope_angle_tolerance_must_be_a_positive_angle(tmp_path, capsys):
+    assert main(["scope", str(tmp_path), "--angle-tolerance", "-5"]) == 2
+    assert capsys.readouterr().err.strip() == "error: angle_tolerance must be an angle in degrees between 0 and 180, got -5.0"
+
+
+def test_map_dataset_refuses_to_overwrite_its_input_column():
+    table = Dataset.from_dict({"cif": [ROCKSALT_CIF]})
+    with pytest.raises(ValueError, match=r"input_column 'cif', output_column 'cif' and error_column 'scope_error' must "
+                                         r"differ: the map would overwrite its input"):
+        ScopeEncoder().map_dataset(table, input_column="cif", output_column="cif")

@@ -234,7 +234,9 @@ def _pick(columns: Sequence[str], requested: str | None, candidates: Iterable[st
         if requested not in columns:
             raise DataError(f"{path}: no {what} column {requested!r}; columns are {list(columns)}")
         return requested
-    found = next((name for name in candidates if name in columns), None)
+    by_lower = {str(column).lower(): column for column in reversed(list(columns))}  # first of equal names
+    found = next((name for name in candidates if name in columns), None) or next(  # else any case: "Structure"
+        (by_lower[name.lower()] for name in candidates if name.lower() in by_lower), None)
     if found is None and required:
         raise DataError(f"{path}: no {what} column (tried {list(candidates)}); columns are {list(columns)}")
     return found

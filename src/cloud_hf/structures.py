@@ -549,8 +549,9 @@ def _reason(error: Exception) -> str:
 
 
 def _read_text(path: Path, label: str) -> str:
+    """The text of a structure file, without a UTF-8 byte-order mark."""
     try:
-        return path.read_text(errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff")
     except OSError as error:
         raise ScopeError(f"{label}: cannot read the file: {error.strerror or error}") from error
 
@@ -755,10 +756,14 @@ def _looks_like_cif(text: str) -> bool:
 
 def _cif_text_of(obj: Any, label: str) -> str | None:
     """The CIF text of ``obj`` (CIF text, or a path to a ``.cif`` file); ``None`` if it is not a CIF."""
-    if isinstance(obj, str) and _looks_like_cif(obj):
-        return obj
+    if isinstance(obj, str) and _looks_like_cif(obj.removeprefix("\ufeff")):
+        return obj.removeprefix("\ufeff")
     if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in CIF_SUFFIXES and _is_file(Path(obj)):
         return _read_text(Path(obj), label)  # read as CIF even if it does not look like one: gemmi says why not
+    if isinstance(obj, (str, Path)) and POSCAR_FILE_NAME.search(Path(obj).name) and _is_file(Path(obj)):
+        text = _read_text(Path(obj), label)
+        if _looks_like_cif(text):  # CIF text under a POSCAR name (.vasp): read as what it is
+            return text
     return None
 
 
@@ -843,6 +848,8 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
             raise ScopeError(f"{label}: unknown element {site.type_symbol or site.label!r} at {where}")
         if site.occ == 0:
             raise ScopeError(f"{label}: {where} has occupancy 0 (an empty site); remove it from the file")
+        if site.occ > 1.0 + 1e-6:
+            raise ScopeError(f"{label}: {where} has occupancy {site.occ:g}, more than 1 (not a possible occupancy)")
         if not allow_partial_occupancy and abs(site.occ - 1.0) > 1e-6:
             raise ScopeError(
                 f"{label}: disordered site at {where} (occupancy {site.occ:g}): partial occupancies are not "

@@ -237,6 +237,13 @@ class ScopeMapFunction:
     error_column: str = "scope_error"
     id_column: str | None = None
 
+    def __post_init__(self) -> None:
+        if len({self.input_column, self.output_column, self.error_column}) < 3:
+            raise ValueError(
+                f"input_column {self.input_column!r}, output_column {self.output_column!r} and error_column "
+                f"{self.error_column!r} must differ: the map would overwrite its input with the SCOPE strings"
+            )
+
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[str | None]]:
         """Encode one batch: ``{output_column: scopes, error_column: errors}``, row for row."""
         if self.input_column not in batch:
