@@ -50,7 +50,7 @@ def run_cli(capsys, *args: str) -> tuple[int, list[str]]:
 def test_bad_temperatures_are_a_one_line_error(rocksalt_cif, temperature, capsys):
     code, errors = run_cli(capsys, "predict", str(rocksalt_cif), "--temperatures", "300", temperature)
     assert code == 2
-    assert errors == [f"error: --temperatures must be finite and > 0 K, got {float(temperature):g}"]
+    assert errors == [f"error: --temperatures must be finite and > 0 K, got [{float(temperature)}]"]
 
 
 def test_a_missing_model_folder_says_the_folder_does_not_exist(rocksalt_cif, tmp_path, capsys):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cloud_hf import CloudDebyeModel, CloudForRegression, CloudModel
+from cloud_hf import CloudDebyeModel, CloudForClassification, CloudForMaskedLM, CloudForRegression, CloudModel
+from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
 from test_modeling import VOCAB_SIZE, tiny_config
 
 
@@ -91,7 +92,7 @@ def test_torch_export_with_a_padded_mask(model):
 
 
 def test_onnx_export_with_a_padded_mask(model, tmp_path):
-    onnx = pytest.importorskip("onnx")
+    import onnx  # in the test extra (and the export extra): a missing install fails here instead of skipping
     inputs = padded_batch()
     path = tmp_path / "cloud.onnx"
     torch.onnx.export(model, args=(), kwargs=inputs, f=str(path), dynamo=True, external_data=False)
@@ -108,14 +109,76 @@ def test_compile_fullgraph_with_a_padded_mask(model):
         torch.testing.assert_close(compiled(**inputs).last_hidden_state, expected, atol=1e-5, rtol=0)
 
 
-def test_export_of_a_property_head(model):
+TEMPERATURES = torch.tensor([[50.0, 300.0], [100.0, 300.0], [300.0, 1000.0]])
+"""Temperatures (K) per crystal of :func:`padded_batch`, for the temperature-dependent heads."""
+
+HEADS = {
+    # head class name: (model, extra forward inputs, the output compared)
+    "CloudForMaskedLM": (lambda: CloudForMaskedLM(tiny_config()), {}, "logits"),
+    "CloudForRegression": (lambda: CloudForRegression(tiny_config(target_names=["a", "b"])), {}, "predictions"),
+    "CloudForClassification": (lambda: CloudForClassification(tiny_config(num_labels=3)), {}, "logits"),
+    "CloudDebyeModel": (lambda: CloudDebyeModel(tiny_config()),
+                        {"temperature": TEMPERATURES, "n_atoms": torch.tensor([2, 8, 5])}, "heat_capacity"),
+    "CloudThermoModel-dos": (lambda: CloudThermoModel(thermo_config(tiny_config(), thermo_head="dos", thermo_members=2)),
+                             {"temperature": TEMPERATURES, "n_atoms": torch.tensor([2, 8, 5])}, "heat_capacity"),
+    "CloudThermoModel-debye-einstein": (
+        lambda: CloudThermoModel(thermo_config(tiny_config(), thermo_head="debye-einstein", thermo_members=2)),
+        {"temperature": TEMPERATURES, "n_atoms": torch.tensor([2, 8, 5])}, "heat_capacity"),
+}
+"""Every head class the package exports (and both thermodynamics heads), with what its forward needs."""
+
+
+def head_and_inputs(name: str) -> tuple[torch.nn.Module, dict[str, torch.Tensor], str]:
+    build, extra, output = HEADS[name]
     torch.manual_seed(0)
-    regressor = CloudForRegression(tiny_config(target_names=["a", "b"])).eval()
-    inputs = padded_batch()
+    return build().eval(), {**padded_batch(), **extra}, output
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_torch_export_of_every_head(name):
+    head, inputs, output = head_and_inputs(name)
     with torch.no_grad():
-        program = torch.export.export(regressor, args=(), kwargs=inputs)
-        torch.testing.assert_close(program.module()(**inputs).predictions, regressor(**inputs).predictions,
-                                   atol=1e-5, rtol=0)
+        expected = getattr(head(**inputs), output)
+        program = torch.export.export(head, args=(), kwargs=inputs)
+        torch.testing.assert_close(getattr(program.module()(**inputs), output), expected, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_torch_export_of_every_head_with_dynamic_shapes_before_any_eager_call(name):
+    """Batch, length and temperature count dynamic; traced first (nothing cached while tracing: the quadrature tables
+    made inside a trace must not be reused eagerly), then run on a smaller batch."""
+    from cloud_hf import debye, thermodynamics
+
+    debye._gauss_legendre_table.cache_clear()
+    thermodynamics._gauss_legendre_table.cache_clear()
+    head, inputs, output = head_and_inputs(name)
+    shapes = {key: {axis: torch.export.Dim.AUTO for axis in range(value.dim())} for key, value in inputs.items()}
+    with torch.no_grad():
+        program = torch.export.export(head, args=(), kwargs=inputs, dynamic_shapes=shapes)
+        smaller = {key: value[:2, :7] if key == "input_ids" or key == "attention_mask" else value[:2]
+                   for key, value in inputs.items()}
+        torch.testing.assert_close(getattr(program.module()(**smaller), output), getattr(head(**smaller), output),
+                                   atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_onnx_export_of_every_head(name, tmp_path):
+    import onnx
+
+    head, inputs, _ = head_and_inputs(name)
+    path = tmp_path / "head.onnx"
+    with torch.no_grad():
+        torch.onnx.export(head, args=(), kwargs=inputs, f=str(path), dynamo=True, external_data=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+@pytest.mark.parametrize("name", ["CloudDebyeModel", "CloudThermoModel-dos"])
+def test_eager_calls_still_refuse_bad_temperatures(name):
+    """The value check skipped inside traced graphs still holds for every eager call."""
+    head, inputs, _ = head_and_inputs(name)
+    inputs["temperature"] = torch.tensor([[300.0, -1.0], [300.0, 300.0], [300.0, float("nan")]])
+    with pytest.raises(ValueError, match=r"temperature must be finite and > 0 K, got \[-1\.0, nan\]"):
+        head(**inputs)
 
 
 def test_heads_return_tuples_on_request():

@@ -21,7 +21,14 @@ from functools import cache
 
 import numpy as np
 
-from cloud_hf.structures import MAX_ATOMIC_NUMBER, CrystalCell, nearest_neighbour_distances
+from cloud_hf.errors import CrystalInputError
+from cloud_hf.structures import (
+    ISOLATED_CLUSTER_GAP,
+    MAX_ATOMIC_NUMBER,
+    CrystalCell,
+    isolated_cluster_gaps,
+    nearest_neighbour_distances,
+)
 
 CELL_DESCRIPTORS = ("ln_volume_per_atom", "ln_density", "ln_mean_neighbour_distance", "ln_min_neighbour_distance")
 """The descriptors of :func:`cell_descriptors`, in order (natural logs of Å³, g/cm³, Å, Å)."""
@@ -49,6 +56,31 @@ def cell_descriptors(cell: CrystalCell) -> list[float]:
             float(np.log(neighbours.min()))]
 
 
+VACUUM_GAP = ISOLATED_CLUSTER_GAP
+"""Thickest atom-free slab, in Å, along any lattice direction of a cell whose descriptors a model may read: a thicker
+one is vacuum (a slab, a 2-D layer, a wire), whose volume per atom and density say how much empty space the cell
+holds, not how tightly the crystal is packed. Measured (``benchmarks/vacuum_gaps.py``): the thickest empty slab of
+every phonon training crystal is ≤ 3.9 Å, of 38,000 bulk MP-20/WBM/carbon-24/AFLOW crystals ≤ 5.4 Å (except the
+70 MP-20 entries that are themselves monolayers), and of all 636 JARVIS 2-D monolayers > 7 Å (median 22 Å)."""
+
+DIRECTIONS = ("a", "b", "c")
+
+
+def check_bulk_cell(cell: CrystalCell) -> None:
+    """:class:`CrystalInputError` naming the input for a cell with vacuum: an atom-free slab thicker than
+    :data:`VACUUM_GAP` along a lattice direction. A model that reads the cell descriptors refuses such a crystal
+    instead of predicting from descriptors the vacuum sets (a monolayer's C_v moved with its cell height)."""
+    gaps = isolated_cluster_gaps(np.asarray(cell.lattice, float), np.asarray(cell.frac_coords, float))
+    axis = int(np.argmax(gaps))
+    if gaps[axis] > VACUUM_GAP:
+        raise CrystalInputError(
+            f"{cell.name}: a slab or layer in vacuum (an atom-free slab {gaps[axis]:.1f} Å thick along lattice direction "
+            f"{DIRECTIONS[axis]}, more than {VACUUM_GAP:g} Å, cloud_hf.cell_descriptors.VACUUM_GAP); this model reads "
+            "the cell's volume per atom and density, which the vacuum sets, so it does not predict slabs, 2-D layers "
+            "or wires: give the bulk crystal"
+        )
+
+
 def descriptor_statistics(rows: np.ndarray) -> list[list[float]]:
     """``[mean, std]`` per descriptor over ``rows`` `(n, NUM_CELL_DESCRIPTORS)` (std ≥ 1e-6): what a model
     standardises its cell descriptors by, fitted on its training crystals."""
@@ -58,4 +90,5 @@ def descriptor_statistics(rows: np.ndarray) -> list[list[float]]:
     return [rows.mean(0).tolist(), np.maximum(rows.std(0), 1e-6).tolist()]
 
 
-__all__ = ["CELL_DESCRIPTORS", "NUM_CELL_DESCRIPTORS", "cell_descriptors", "descriptor_statistics"]
+__all__ = ["CELL_DESCRIPTORS", "NUM_CELL_DESCRIPTORS", "VACUUM_GAP", "cell_descriptors", "check_bulk_cell",
+           "descriptor_statistics"]

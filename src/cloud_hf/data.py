@@ -77,27 +77,100 @@ def _open_text(path: Path) -> str:
         return handle.read()
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
-    """Read a CSV / JSON / JSONL file (optionally gzipped) into a DataFrame."""
+def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
+    """Read a CSV / JSON / JSONL file (optionally gzipped) into a DataFrame; id columns (``id_column`` and the
+    :data:`ID_COLUMN_CANDIDATES`) keep their values as written (text, not numbers: ``007`` stays ``007``)."""
     name = path.name.lower().removesuffix(".gz")
+    id_names = [*([id_column] if id_column else []), *ID_COLUMN_CANDIDATES]
     if name.endswith(".csv"):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as handle:
             first_line = handle.readline()
         skip = 1 if first_line.startswith("#") else 0
-        return pd.read_csv(path, skiprows=skip)
+        return pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str))
     if name.endswith(".jsonl"):
-        return _read_json_lines(path)
+        return _read_json_lines(path, id_names)
     if name.endswith(".json"):
         content = json.loads(_open_text(path))
         if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
-            return pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
-        if isinstance(content, list):
-            return pd.DataFrame(content)
-        if isinstance(content, dict):
-            return pd.DataFrame.from_dict(content, orient="index")
-        raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
+            frame = pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
+            records = [dict(zip(content["columns"], row)) for row in content["data"]]
+        elif isinstance(content, list):
+            frame, records = pd.DataFrame(content), content
+        elif isinstance(content, dict) and _is_ase_database(content):
+            frame, records = _ase_database_frame(content, path), None
+        elif isinstance(content, dict):  # {key: record}: the key is the row's id unless a record names one
+            records = [{ID_COLUMN: str(key), **record} if isinstance(record, dict) else {ID_COLUMN: str(key)}
+                       for key, record in content.items()]
+            frame = pd.DataFrame(records)
+        else:
+            raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
+        return _ids_as_written(frame, records, id_names)
     raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
+
+
+def _ids_as_written(frame: pd.DataFrame, records: list | None, id_names: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with its id columns rebuilt from the JSON ``records`` as written (pandas turns ``[1, None, 3]``
+    into ``1.0, NaN, 3.0``): numbers as JSON writes them, missing values as None."""
+    if records is None:
+        return frame
+    for name in dict.fromkeys(id_names):
+        if name in frame.columns:
+            frame[name] = pd.Series([_id_text(record.get(name)) if isinstance(record, dict) else None
+                                     for record in records], index=frame.index, dtype=object)
+    return frame
+
+
+def _id_text(value: Any) -> str | None:
+    """A row id as written in the file (JSON numbers as JSON writes them); None where it is missing."""
+    if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def unique_ids(written: Sequence[str | None]) -> list[str]:
+    """One unique id per row: the id as written; the row number (0-based, the ``row`` column) where it is missing;
+    ``#2``, ``#3``, ... appended to the second, third occurrence of an id (a row-number id that equals an id
+    written in the table is suffixed too: written ids keep their names)."""
+    reserved = {value for value in written if value is not None}
+    used: set[str] = set()
+    ids = []
+    for row, value in enumerate(written):
+        base = value if value is not None else str(row)
+        name, copy = base, 1
+        while name in used or (name != value and name in reserved):  # an id written in the table keeps its name
+            copy += 1
+            name = f"{base}#{copy}"
+        used.add(name)
+        ids.append(name)
+    return ids
+
+
+def _is_ase_database(content: dict) -> bool:
+    """Whether a JSON object is an ASE database file (``ase.io.write("x.json", atoms)``): ``ids``, ``nextid`` and
+    one record per id."""
+    return "nextid" in content and isinstance(content.get("ids"), list)
+
+
+def _ase_database_frame(content: dict, path: Path) -> pd.DataFrame:
+    """One row per structure of an ASE database JSON file (id: its database id; structure: a pymatgen dict)."""
+    try:
+        from ase.io import read
+        from pymatgen.io.ase import AseAtomsAdaptor
+    except ImportError as error:
+        raise DataError(f"{path}: an ASE database JSON file; reading it needs ASE (pip install ase)") from error
+    try:
+        images = read(path, index=":", format="json")
+    except Exception as error:
+        raise DataError(f"{path}: an ASE database JSON file that ASE cannot read ({type(error).__name__}: "
+                        f"{error})") from error
+    structures = []
+    for atoms in images:
+        try:
+            structures.append(json.dumps(AseAtomsAdaptor.get_structure(atoms).as_dict()))
+        except Exception:  # a non-periodic Atoms: the encoder says why in its row
+            structures.append(json.dumps({"@class": "Molecule", "sites": []}))
+    return pd.DataFrame({ID_COLUMN: [str(key) for key in content["ids"]], STRUCTURE_COLUMN: structures})
 
 
 READ_ERRORS = "read_errors"
@@ -105,9 +178,9 @@ READ_ERRORS = "read_errors"
 read (or None)."""
 
 
-def _read_json_lines(path: Path) -> pd.DataFrame:
+def _read_json_lines(path: Path, id_names: Sequence[str] = ()) -> pd.DataFrame:
     """One row per non-blank line; a line that is not a JSON object keeps its row, with the reason naming
-    the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``."""
+    the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``; id columns as written."""
     records: list[dict] = []
     errors: list[str | None] = []
     for number, line in enumerate(_open_text(path).splitlines(), start=1):
@@ -125,7 +198,7 @@ def _read_json_lines(path: Path) -> pd.DataFrame:
             continue
         records.append(record)
         errors.append(None)
-    frame = pd.DataFrame(records)
+    frame = _ids_as_written(pd.DataFrame(records), records, id_names)
     frame.attrs[READ_ERRORS] = errors
     return frame
 
@@ -161,7 +234,9 @@ def _pick(columns: Sequence[str], requested: str | None, candidates: Iterable[st
         if requested not in columns:
             raise DataError(f"{path}: no {what} column {requested!r}; columns are {list(columns)}")
         return requested
-    found = next((name for name in candidates if name in columns), None)
+    by_lower = {str(column).lower(): column for column in reversed(list(columns))}  # first of equal names
+    found = next((name for name in candidates if name in columns), None) or next(  # else any case: "Structure"
+        (by_lower[name.lower()] for name in candidates if name.lower() in by_lower), None)
     if found is None and required:
         raise DataError(f"{path}: no {what} column (tried {list(candidates)}); columns are {list(columns)}")
     return found
@@ -178,7 +253,8 @@ def read_table(
 ) -> datasets.Dataset:
     """Read crystals (and labels) from a file or a folder into a ``datasets.Dataset``.
 
-    Output columns: ``id`` (str), ``row`` (0-based position in the file), ``source`` (the path), then
+    Output columns: ``id`` (str, unique: the id column's value as written, the row number where it is missing, a
+    repeated id suffixed ``#2``, ``#3``, ...; see :func:`unique_ids`), ``row`` (0-based position in the file), ``source`` (the path), then
     either ``structure`` (text: CIF, POSCAR, pymatgen-dict JSON or pmg-str) or, where ``scope_column``
     is given, ``scope`` (ready SCOPE strings); each label column as float (NaN where missing); each extra
     column as is; ``error`` (None, or why the row cannot be used: an empty structure cell, a NaN label).
@@ -187,7 +263,7 @@ def read_table(
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    frame = _read_folder(path) if path.is_dir() else _read_frame(path)
+    frame = _read_folder(path) if path.is_dir() else _read_frame(path, id_column)
     read_errors = frame.attrs.get(READ_ERRORS)
     columns = list(frame.columns)
     if scope_column is None and structure_column is None:
@@ -205,8 +281,7 @@ def read_table(
     n_rows = len(frame)
     errors: list[str | None] = list(read_errors) if read_errors else [None] * n_rows
     table: dict[str, list] = {
-        ID_COLUMN: [str(i) if _is_missing(v) else str(v) for i, v in enumerate(frame[id_name])]
-        if id_name else [str(i) for i in range(n_rows)],
+        ID_COLUMN: unique_ids([_id_text(value) for value in frame[id_name]] if id_name else [None] * n_rows),
         ROW_COLUMN: list(range(n_rows)),
         SOURCE_COLUMN: [str(path)] * n_rows,
     }
@@ -398,5 +473,6 @@ __all__ = [
     "read_table",
     "read_tables",
     "split_bad_rows",
+    "unique_ids",
     "write_bad_rows",
 ]

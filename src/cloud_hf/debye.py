@@ -50,6 +50,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -90,21 +91,38 @@ class DebyeThermodynamics(NamedTuple):
     """Helmholtz free energy F = U − TS, J/mol."""
 
 
-@functools.lru_cache(maxsize=16)
+def in_traced_graph() -> bool:
+    """Whether this code is being traced into a graph (``torch.compile``, ``torch.export``, the ONNX exporter,
+    ``torch.jit.trace``). Checks that read tensor values are skipped there (a traced graph cannot branch on data),
+    and nothing made there is cached (it would be a placeholder, not a tensor); every eager call runs the checks."""
+    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
+
+
 def _gauss_legendre_unit_interval(
+    num_nodes: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights on ``[0, 1]``: cached in eager calls, built afresh inside a traced graph."""
+    if in_traced_graph():
+        return _gauss_legendre_table.__wrapped__(num_nodes, dtype, device)
+    return _gauss_legendre_table(num_nodes, dtype, device)
+
+
+@functools.lru_cache(maxsize=16)
+def _gauss_legendre_table(
     num_nodes: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Legendre nodes and weights on ``[0, 1]`` (Golub–Welsch, computed in float64).
 
     Built outside inference mode, so cached tables made during a pipeline call can later enter autograd graphs.
     """
+    k = np.arange(1, num_nodes, dtype=np.float64)  # numpy: inside a traced graph the table is a constant
+    off_diagonal = k / np.sqrt(4.0 * k**2 - 1.0)
+    nodes, vectors = np.linalg.eigh(np.diag(off_diagonal, 1) + np.diag(off_diagonal, -1))
+    unit_nodes = (nodes + 1.0) / 2.0
+    unit_weights = vectors[0] ** 2  # 2 v₀² on [−1, 1], halved on [0, 1]
     with torch.inference_mode(False):
-        k = torch.arange(1, num_nodes, dtype=torch.float64)
-        off_diagonal = k / torch.sqrt(4.0 * k**2 - 1.0)
-        nodes, vectors = torch.linalg.eigh(torch.diag(off_diagonal, 1) + torch.diag(off_diagonal, -1))
-        unit_nodes = (nodes + 1.0) / 2.0
-        unit_weights = vectors[0] ** 2  # 2 v₀² on [−1, 1], halved on [0, 1]
-        return unit_nodes.to(dtype=dtype, device=device), unit_weights.to(dtype=dtype, device=device)
+        return (torch.as_tensor(unit_nodes, dtype=dtype, device=device),
+                torch.as_tensor(unit_weights, dtype=dtype, device=device))
 
 
 def _t_over_expm1(t: torch.Tensor) -> torch.Tensor:

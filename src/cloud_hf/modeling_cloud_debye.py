@@ -28,6 +28,7 @@ from transformers.utils.generic import can_return_tuple
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel, PropertyRecord
+from cloud_hf.thermodynamics import check_temperatures, in_traced_graph
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
@@ -261,9 +262,10 @@ class CloudDebyeModel(CloudPreTrainedModel):
     def _checked_temperature(
         temperature: torch.Tensor | float, batch_size: int, like: torch.Tensor
     ) -> torch.Tensor:
-        """Temperatures (K) as a float tensor of shape ``(batch,)`` or ``(batch, n_T)``; all finite and > 0."""
-        temperature = torch.as_tensor(temperature, device=like.device)
-        temperature = temperature.to(torch.promote_types(temperature.dtype, like.dtype))
+        """Temperatures (K) as a float tensor of shape ``(batch,)`` or ``(batch, n_T)``, checked by
+        :func:`cloud_hf.thermodynamics.check_temperatures` (finite, in range; the value check is skipped inside a
+        traced graph, so ``torch.export`` and the ONNX exporter can trace this model)."""
+        temperature = check_temperatures(temperature, like)
         if temperature.dim() == 0:
             temperature = temperature.expand(batch_size)
         if temperature.dim() not in (1, 2) or temperature.shape[0] != batch_size:
@@ -271,9 +273,6 @@ class CloudDebyeModel(CloudPreTrainedModel):
                 f"temperature has shape {tuple(temperature.shape)}; expected ({batch_size},) for one temperature "
                 f"per crystal or ({batch_size}, num_temperatures) for a grid per crystal"
             )
-        invalid = ~(torch.isfinite(temperature) & (temperature > 0))
-        if bool(invalid.any()):
-            raise ValueError(f"temperature must be finite and > 0 K, got {temperature[invalid][:8].tolist()}")
         return temperature
 
     @staticmethod
@@ -284,7 +283,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
         n_atoms = torch.as_tensor(n_atoms, device=like.device).to(like.dtype).reshape(-1)
         if n_atoms.shape[0] != batch_size:
             raise ValueError(f"n_atoms has {n_atoms.shape[0]} entries for a batch of {batch_size} crystals")
-        if not bool((n_atoms > 0).all()):
+        if not in_traced_graph() and not bool((n_atoms > 0).all()):
             raise ValueError(f"n_atoms must be > 0, got {n_atoms.tolist()}")
         return n_atoms
 

@@ -436,7 +436,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         temp = temperature[:, None, :]
         if self.head_kind == "dos":
             atoms = n_atoms.to(spectra.dos)[:, None].expand(spectra.dos.shape[:2])
-            return dos_thermodynamics(self.frequencies.to(spectra.dos), spectra.dos, temp, atoms,
+            return dos_thermodynamics(self.config.thermo_frequencies, spectra.dos, temp, atoms,  # a list: traceable
                                       low_frequency="debye", validate=False)
         from cloud_hf.debye import thermodynamics as debye_thermodynamics
 

@@ -16,8 +16,6 @@ disordered sites, a molecule, a SCOPE string longer than the model's positions, 
 from __future__ import annotations
 
 import importlib
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads checkpoints through)
 from cloud_hf.errors import CloudConfigError
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
+from cloud_hf.thermodynamics import temperature_values
 
 TASK_NAME = "crystal-property-prediction"
 
@@ -37,6 +36,11 @@ the default model."""
 
 DEFAULT_TEMPERATURES = (300.0,)
 """Temperatures (K) at which temperature-dependent properties are reported by default."""
+
+TEMPERATURES_PER_CALL = 256
+"""Most temperatures evaluated in one model call; a longer list runs in chunks (the encoder again for each, a few
+ms), so that memory and time per crystal stay linear in the number of temperatures (one call at 16,000 K values
+held (batch, members, temperatures, modes) tensors of hundreds of MB and took 3× longer per temperature)."""
 
 PROPERTY_MODEL_CLASSES: dict[str, str] = {
     "CloudThermoModel": "cloud_hf.modeling_cloud_thermo:CloudThermoModel",
@@ -129,7 +133,7 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         return CloudProcessor.for_model(self.model.config, self.tokenizer)
 
     def _sanitize_parameters(
-        self, temperatures: Sequence[float] | float | None = None, **unused: Any
+        self, temperatures: Any = None, **unused: Any
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         if unused:
             raise TypeError(f"unexpected argument(s) for the {TASK_NAME} pipeline: {sorted(unused)}")
@@ -174,19 +178,24 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         encoded = [row for row, error in enumerate(errors) if error is None]
         if encoded:  # failed crystals' placeholder rows are left out: they would only widen the padding
             rows = torch.tensor(encoded, dtype=torch.long)
-            cells = {"cell_features": model_inputs["cell_features"][rows]} if "cell_features" in model_inputs else {}
-            outputs = self.model(
-                input_ids=model_inputs["input_ids"][rows],
-                attention_mask=model_inputs["attention_mask"][rows],
-                **cells,
-                **self.model.prediction_inputs(n_atoms[rows], temperatures),
-            )
-            for row, crystal_records in zip(encoded, self.model.property_records(outputs, n_atoms[rows].tolist(), temperatures)):
-                records[row] = crystal_records
-        # metadata passes through unchanged (a value for one crystal, a list for a batch)
-        return {
-            "properties": records if isinstance(model_inputs["error"], list) else records[0],
+            inputs = {"input_ids": model_inputs["input_ids"][rows], "attention_mask": model_inputs["attention_mask"][rows]}
+            if "cell_features" in model_inputs:
+                inputs["cell_features"] = model_inputs["cell_features"][rows]
+            atoms = n_atoms[rows]
+            parts = []  # per chunk of temperatures: each crystal's records
+            for start in range(0, len(temperatures), TEMPERATURES_PER_CALL):
+                chunk = temperatures[start:start + TEMPERATURES_PER_CALL]
+                outputs = self.model(**inputs, **self.model.prediction_inputs(atoms, chunk))
+                parts.append(self.model.property_records(outputs, atoms.tolist(), chunk))
+                if not any("temperature" in record for record in parts[0][0]):
+                    break  # a head whose properties do not depend on temperature: one call
+            for row, crystal_parts in zip(encoded, zip(*parts)):
+                records[row] = join_temperature_chunks(list(crystal_parts))
+        # metadata passes through unchanged (a value for one crystal, a list for a batch); the records travel in
+        # an opaque box, which transformers does not walk looking for tensors (a million records at 10k temperatures)
+        return {  # n_atoms first: transformers reads the batch size from the first value
             "n_atoms": n_atoms,
+            "properties": _Records(records if isinstance(model_inputs["error"], list) else records[0]),
             "formula": model_inputs["formula"],
             "scope": model_inputs["scope"],
             "error": model_inputs["error"],
@@ -200,20 +209,40 @@ class CrystalPropertyPredictionPipeline(Pipeline):
             "n_atoms": None if failed else int(model_outputs["n_atoms"].reshape(-1)[0]),
             "scope": model_outputs["scope"],
             "error": model_outputs["error"],
-            "properties": [] if failed else model_outputs["properties"],
+            "properties": [] if failed else model_outputs["properties"].records,
         }
 
 
-def validate_temperatures(temperatures: Sequence[float] | float) -> tuple[float, ...]:
-    """Temperatures (K) as a tuple of finite positive floats; :class:`CloudConfigError` otherwise."""
-    values = (temperatures,) if isinstance(temperatures, (int, float)) else tuple(temperatures)
-    if not values:
-        raise CloudConfigError("temperatures must hold at least one temperature (K)")
-    converted = tuple(float(value) for value in values)
-    bad = [value for value in converted if not (math.isfinite(value) and value > 0)]
-    if bad:
-        raise CloudConfigError(f"temperatures must be finite and > 0 K, got {bad}")
-    return converted
+class _Records:
+    """Property records passing from ``_forward`` to ``postprocess`` unopened (transformers' device transfer walks
+    every list and dict of a model output; records hold no tensors)."""
+
+    def __init__(self, records: list) -> None:
+        self.records = records
+
+    def __getitem__(self, index: int) -> _Records:  # transformers unbatches outputs crystal by crystal
+        return _Records(self.records[index])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def join_temperature_chunks(parts: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One crystal's records from the records of successive chunks of temperatures: the temperature-dependent ones
+    of every chunk in order, between the temperature-independent ones of the first chunk that come before them
+    (e.g. a Debye θ_D) and after them (e.g. an AGL θ_D), as one call at all temperatures gives them."""
+    first = parts[0]
+    dependent = [index for index, record in enumerate(first) if "temperature" in record]
+    if len(parts) == 1 or not dependent:
+        return first
+    middle = [record for part in parts for record in part if "temperature" in record]
+    return first[:dependent[0]] + middle + first[dependent[-1] + 1:]
+
+
+def validate_temperatures(temperatures: Any) -> tuple[float, ...]:
+    """Temperatures (K) as a tuple of floats: a real number or a 1-D array-like, checked in float64 before the model
+    runs (:func:`cloud_hf.thermodynamics.temperature_values`); :class:`CloudDataError` otherwise."""
+    return temperature_values(temperatures, "temperatures")
 
 
 PIPELINE_REGISTRY.register_pipeline(

@@ -19,6 +19,9 @@ from matplotlib.figure import Figure
 from cloud_hf.debye import GAS_CONSTANT, thermodynamics
 from cloud_hf.errors import CloudConfigError, CloudDataError
 
+PLOT_FORMATS = ("png", "pdf", "svg")
+"""Image formats a plot is written in, named by the file's suffix."""
+
 DEFAULT_PLOT_TEMPERATURES = torch.linspace(1.0, 1000.0, 400, dtype=torch.float64)
 """Temperatures (K) of :func:`plot_thermo_curves` when none are given: 1 K to 1000 K."""
 
@@ -29,17 +32,17 @@ def plot_thermo_curves(
     temperatures: Sequence[float] | torch.Tensor | None = None,
     path: str | Path = "debye_curves.png",
 ) -> Path:
-    """Draw Debye C_v(T) and U(T) of each crystal side by side and save them as a PNG.
+    """Draw Debye C_v(T) and U(T) of each crystal side by side and save them (PNG, PDF or SVG, by the suffix).
 
     Args:
         theta_D: crystal name → Debye temperature θ_D in K (> 0), e.g. ``{"Si": 645.0, "NaCl": 321.0}``.
         n_atoms: atoms per cell N, one number for all crystals or one per name; the curves are per mole of
             cells, and each crystal's Dulong–Petit value 3NR is drawn as a dashed line of its colour.
         temperatures: temperatures in K (> 0) of the curves; default 1 K to 1000 K.
-        path: output PNG file (parent folders are created).
+        path: output image, .png, .pdf or .svg (parent folders are created).
 
     Returns:
-        The path of the written PNG.
+        The path of the written image.
 
     Raises:
         ValueError: no crystal, or a θ_D, atom count or temperature that is not positive (the crystal is named).
@@ -78,8 +81,7 @@ def plot_thermo_curves(
     energy_axes.legend(fontsize="small")
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=120)
+    save_figure(figure, path, dpi=120)
     return path
 
 
@@ -93,16 +95,16 @@ def plot_parity(
     title: str = "",
     scores: Mapping[str, float] | None = None,
 ) -> Path:
-    """Save a predicted-versus-true scatter plot (PNG) with the y = x line.
+    """Save a predicted-versus-true scatter plot (PNG, PDF or SVG) with the y = x line.
 
     Args:
         labels, predictions: true and predicted values of one quantity, same length, in ``units``.
-        path: output PNG file (parent folders are created).
+        path: output image, .png, .pdf or .svg (parent folders are created).
         quantity: the quantity's name for the axes (e.g. ``"θ_D"``); ``units`` its units (e.g. ``"K"``).
         title: the plot title; ``scores``: e.g. ``{"MAE": 12.3, "R²": 0.78}``, shown in the legend.
 
     Returns:
-        The path of the written PNG.
+        The path of the written image.
     """
     labels = torch.as_tensor(labels, dtype=torch.float64).reshape(-1)
     predictions = torch.as_tensor(predictions, dtype=torch.float64).reshape(-1)
@@ -120,9 +122,27 @@ def plot_parity(
     axes.set(xlabel=f"true {quantity}{unit}", ylabel=f"predicted {quantity}{unit}", title=title)
     axes.legend(loc="upper left", fontsize=8)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=150)
+    save_figure(figure, path, dpi=150)
     return path
+
+
+def plot_format(path: str | Path) -> str:
+    """The image format named by ``path``'s suffix (one of :data:`PLOT_FORMATS`); :class:`CloudConfigError`
+    naming the path otherwise."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        raise CloudConfigError(f"{path}: a plot is written as {', '.join('.' + f for f in PLOT_FORMATS)}; "
+                               f"the suffix {Path(path).suffix or '(none)'} names none of them")
+    return suffix
+
+
+def save_figure(figure: Figure, path: str | Path, dpi: int) -> None:
+    """Write ``figure`` in the format its suffix names (PNG, PDF or SVG; ``dpi`` for PNG), creating parent
+    folders."""
+    path = Path(path)
+    image_format = plot_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format=image_format, dpi=dpi)
 
 
 def quantity_basis(atom_counts: Sequence[float]) -> str:
@@ -149,14 +169,14 @@ def plot_model_thermo(
         model: a ``CloudThermoModel`` (its outputs carry ``heat_capacity_std``, ``frequencies`` and ``dos``).
         tokenizer: the model's tokenizer.
         crystals: ``(name, SCOPE string, atoms per cell)`` of each crystal.
-        path: output PNG file (parent folders are created).
+        path: output image, .png, .pdf or .svg (parent folders are created).
         temperatures: temperatures in K (> 0) of the curves; default 1 K to 1000 K.
         per_atom: C_v and DOS per mole of atoms (default; curves of different cells are comparable) or per cell.
         cell_features: the crystals' cell descriptors `(n, 4)` (a processor's ``cell_features``), for a model that
             reads them (``config.thermo_cell_features``).
 
     Returns:
-        The path of the written PNG. The legends sit outside the axes, so they never cover the curves.
+        The path of the written image. The legends sit outside the axes, so they never cover the curves.
     """
     if not crystals:
         raise CloudDataError("plot_model_thermo needs at least one crystal")
@@ -200,8 +220,7 @@ def plot_model_thermo(
     figure.legend(*heat_axes.get_legend_handles_labels(), loc="outside lower center",
                   ncols=min(4, len(names) + 1), fontsize="small")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=120)
+    save_figure(figure, path, dpi=120)
     return path
 
 

@@ -103,7 +103,8 @@ class CloudProcessor(ProcessorMixin):
             the tokenizer's ``model_max_length``.
         cell_features (`bool`, *optional*, defaults to `False`): also return ``cell_features`` `(batch, 4)`, the
             cell descriptors of [`cloud_hf.cell_descriptors.cell_descriptors`] (for models with
-            ``thermo_cell_features``; a SCOPE string has no cell, so ``scopes=`` rows are then errors).
+            ``thermo_cell_features``; a SCOPE string has no cell, so ``scopes=`` rows are then errors, and so is a cell
+            with vacuum, [`cloud_hf.cell_descriptors.check_bulk_cell`]).
     """
 
     tokenizer_class = "CloudTokenizerFast"
@@ -162,11 +163,13 @@ class CloudProcessor(ProcessorMixin):
     def encode_crystal(self, crystal: Any, name: str | None = None) -> CrystalEncoding:
         """SCOPE string, formula, atom count (and cell descriptors) of one crystal; ``CrystalInputError`` naming the
         input otherwise."""
-        from cloud_hf.cell_descriptors import cell_descriptors
+        from cloud_hf.cell_descriptors import cell_descriptors, check_bulk_cell
         from cloud_hf.structures import load_cell
 
         encoder = self.scope_encoder
         cell = load_cell(crystal, name=name, min_distance=encoder.min_distance)
+        if self.cell_features:  # descriptors of a cell with vacuum describe the vacuum: refused
+            check_bulk_cell(cell)
         # Canonical SCOPE ignores site order, so the cell read above is encoded as is (each file read once);
         # reference SCOPE follows pymatgen's site order, so the encoder reads the input as the reference does.
         scope = encoder.encode(cell if encoder.mode == "canonical" else crystal, name=name)

@@ -471,7 +471,62 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+MAGNETIC_CIF_TAG_PREFIXES = ("_space_group_magn", "_space_group_symop_magn", "_magnetic_space_group")
+"""Tag prefixes of a magnetic CIF's symmetry (magCIF): its operators carry time reversal, and gemmi does not read
+them (it would expand the atoms by P1), so such a CIF is read with pymatgen's magnetic CIF reader."""
+
+INCOMMENSURATE_CIF_TAG_PREFIXES = ("_cell_modulation_dimension", "_cell_wave_vector")
+
+
+def _block_tags(block: gemmi.cif.Block) -> list[str]:
+    """Every tag of a CIF block, lower case (pairs and loop columns)."""
+    tags = []
+    for item in block:
+        if item.pair is not None:
+            tags.append(item.pair[0].lower())
+        elif item.loop is not None:
+            tags.extend(tag.lower() for tag in item.loop.tags)
+    return tags
+
+
+def _magnetic_tags(block: gemmi.cif.Block) -> list[str]:
+    """The magCIF symmetry tags of ``block`` (empty for a CIF without magnetic symmetry)."""
+    return [tag for tag in _block_tags(block) if tag.startswith(MAGNETIC_CIF_TAG_PREFIXES)]
+
+
+def _read_magnetic_cif(text: str, label: str) -> Structure:
+    """A magnetic CIF expanded by its magnetic symmetry operators (operators and centerings, or a BNS group) with
+    pymatgen's reader; refused, never read as P1, where pymatgen finds no magnetic symmetry or the structure is
+    incommensurate."""
+    from pymatgen.io.cif import CifParser
+
+    tags = [tag for block in _parse_cif_document(text, label) for tag in _block_tags(block)]
+    if any(tag.startswith(INCOMMENSURATE_CIF_TAG_PREFIXES) for tag in tags):
+        raise ScopeError(f"{label}: an incommensurate magnetic CIF (a modulated structure, no periodic cell); "
+                         "not supported")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser = CifParser.from_str(text)
+            structures = parser.parse_structures(primitive=False, on_error="raise")
+    except Exception as error:
+        raise ScopeError(f"{label}: a magnetic CIF whose magnetic symmetry cannot be read: {_reason(error)}") from error
+    if any("No magnetic symmetry detected" in message for message in parser.warnings):
+        raise ScopeError(
+            f"{label}: a magnetic CIF (tags {', '.join(sorted(set(t for t in tags if t.startswith(MAGNETIC_CIF_TAG_PREFIXES))))}) "
+            "without magnetic symmetry operators (_space_group_symop_magn_operation.xyz) or a BNS group that can "
+            "be read; refused rather than read without its symmetry"
+        )
+    if len(structures) != 1:
+        raise ScopeError(f"{label}: {len(structures)} structures in a magnetic CIF; one crystal per input")
+    return structures[0]
+
+
 def _parse_with_pymatgen(text: str, fmt: str, label: str) -> Structure:
+    if fmt == "cif" and any(prefix in text.lower() for prefix in MAGNETIC_CIF_TAG_PREFIXES):
+        document = _parse_cif_document(text, label)
+        if any(_magnetic_tags(block) for block in document):
+            return _read_magnetic_cif(text, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -494,8 +549,9 @@ def _reason(error: Exception) -> str:
 
 
 def _read_text(path: Path, label: str) -> str:
+    """The text of a structure file, without a UTF-8 byte-order mark."""
     try:
-        return path.read_text(errors="replace")
+        return path.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff")
     except OSError as error:
         raise ScopeError(f"{label}: cannot read the file: {error.strerror or error}") from error
 
@@ -587,26 +643,93 @@ POSCAR_FILE_NAME = re.compile(r"POSCAR|CONTCAR|\.(vasp|poscar)$", re.IGNORECASE)
 
 
 def _checked_poscar_text(text: str, label: str) -> str:
-    """POSCAR text with a species line, ready for pymatgen.
+    """POSCAR text ready for pymatgen: a species line, one positive scale factor, and counts that match.
 
-    A VASP 4 POSCAR has no species line (the counts follow the lattice) and pymatgen then names the species
-    H, He, Li, ... silently. Its species are taken from the comment line when that line is exactly one
-    element symbol per count (the usual VASP 4 convention, also ASE's); otherwise it is refused.
+    * A VASP 4 POSCAR has no species line (the counts follow the lattice) and pymatgen then names the species
+      H, He, Li, ... silently. Its species are taken from the comment line when that line is exactly one element
+      symbol per count (the usual VASP 4 convention, also ASE's); otherwise it is refused.
+    * A negative scale factor is the cell volume (Å³) and three scale factors scale the x, y, z components of the
+      lattice vectors and of Cartesian coordinates (VASP's and ASE's rule); pymatgen multiplies Cartesian
+      coordinates by a negative volume and cannot read three factors, so both are applied here and the text
+      handed on has scale 1.
+    * Species names and counts of different lengths, or fewer (or more) coordinate lines than the counts give
+      atoms, are refused with both numbers.
     """
     lines = text.splitlines()
     if len(lines) < 7:
         return text
     counts = lines[5].split()
+    if counts and all(token.isdigit() for token in counts):  # VASP 4: line 6 holds the counts
+        symbols = lines[0].split()
+        if not (len(symbols) == len(counts) and all(symbol in atomic_numbers_by_symbol() for symbol in symbols)):
+            raise ScopeError(
+                f"{label}: VASP 4 POSCAR without a species line: the elements of its {len(counts)} species are not "
+                f"in the file; add the species line above the counts (VASP 5), or put the symbols on the first line"
+            )
+        lines = [*lines[:5], " ".join(symbols), *lines[5:]]
+    species, counts = lines[5].split(), lines[6].split() if len(lines) > 6 else []
     if not counts or not all(token.isdigit() for token in counts):
-        return text  # VASP 5: line 6 is the species line
-    symbols = lines[0].split()
-    known = atomic_numbers_by_symbol()
-    if len(symbols) == len(counts) and all(symbol in known for symbol in symbols):
-        return "\n".join([*lines[:5], " ".join(symbols), *lines[5:]]) + "\n"
-    raise ScopeError(
-        f"{label}: VASP 4 POSCAR without a species line: the elements of its {len(counts)} species are not "
-        f"in the file; add the species line above the counts (VASP 5), or put the symbols on the first line"
-    )
+        return text  # not a POSCAR layout this reader knows: pymatgen says what is wrong
+    if len(species) != len(counts):
+        raise ScopeError(f"{label}: POSCAR line 6 names {len(species)} species ({' '.join(species)}) but line 7 "
+                         f"gives {len(counts)} atom counts ({' '.join(counts)}); give one count per species")
+    mode_line = 8 if len(lines) > 7 and lines[7].strip()[:1].lower() == "s" else 7  # after "Selective dynamics"
+    n_atoms = sum(int(count) for count in counts)
+    coordinates = lines[mode_line + 1:]
+    given = next((index for index, line in enumerate(coordinates) if not _is_coordinate_line(line)), len(coordinates))
+    if given != n_atoms and (given < n_atoms or coordinates[n_atoms].strip()):
+        raise ScopeError(f"{label}: the POSCAR's atom counts ({' '.join(counts)}) give {n_atoms} atoms but "
+                         f"{given} coordinate lines follow")
+    cartesian = len(lines) > mode_line and lines[mode_line].strip()[:1].lower() in ("c", "k")
+    lines = _unit_scale_poscar_lines(lines, mode_line, n_atoms, cartesian, label)
+    return "\n".join(lines) + "\n"
+
+
+def _is_coordinate_line(line: str) -> bool:
+    """Whether a POSCAR line starts with three numbers (a position)."""
+    tokens = line.split()[:3]
+    try:
+        [float(token) for token in tokens]
+    except ValueError:
+        return False
+    return len(tokens) == 3
+
+
+def _unit_scale_poscar_lines(lines: list[str], mode_line: int, n_atoms: int, cartesian: bool,
+                             label: str) -> list[str]:
+    """POSCAR lines (with a species line) with the scale factor applied to the lattice and Cartesian coordinates
+    and written as 1, where pymatgen would misread it (a negative volume, three factors); unchanged otherwise."""
+    tokens = lines[1].split()
+    try:
+        scale = [float(token) for token in tokens[:3]] if len(tokens) >= 3 else [float(tokens[0])]
+        lattice = np.array([[float(value) for value in line.split()[:3]] for line in lines[2:5]])
+    except (ValueError, IndexError):
+        return lines  # pymatgen says what is wrong
+    if len(scale) == 1 and scale[0] > 0:
+        return lines
+    if len(scale) == 3 and not all(value > 0 for value in scale):
+        raise ScopeError(f"{label}: POSCAR line 2 gives three scale factors {tokens[:3]}; they must all be > 0 "
+                         "(a single negative number is a volume)")
+    if len(scale) == 1 and scale[0] == 0:
+        raise ScopeError(f"{label}: POSCAR line 2: scale factor 0")
+    if lattice.shape != (3, 3) or not np.all(np.isfinite(lattice)):
+        return lines
+    if len(scale) == 1:  # a negative number is the volume of the cell, Å³
+        volume = abs(float(np.linalg.det(lattice)))
+        if not volume > 0:
+            raise ScopeError(f"{label}: POSCAR: a negative scale factor (a volume) with a degenerate lattice")
+        factors = np.full(3, (-scale[0] / volume) ** (1.0 / 3.0))
+    else:
+        factors = np.array(scale)
+    lattice = lattice * factors  # each Cartesian component x, y, z by its factor
+    lines = [lines[0], "1.0", *(" ".join(f"{value:.12g}" for value in row) for row in lattice), *lines[5:]]
+    if cartesian:
+        first = mode_line + 1
+        for index in range(first, first + n_atoms):
+            values = lines[index].split()
+            position = np.array([float(value) for value in values[:3]]) * factors
+            lines[index] = " ".join([*(f"{value:.12g}" for value in position), *values[3:]])
+    return lines
 
 
 # --- CIF: gemmi ---------------------------------------------------------------------------------------
@@ -633,10 +756,14 @@ def _looks_like_cif(text: str) -> bool:
 
 def _cif_text_of(obj: Any, label: str) -> str | None:
     """The CIF text of ``obj`` (CIF text, or a path to a ``.cif`` file); ``None`` if it is not a CIF."""
-    if isinstance(obj, str) and _looks_like_cif(obj):
-        return obj
+    if isinstance(obj, str) and _looks_like_cif(obj.removeprefix("\ufeff")):
+        return obj.removeprefix("\ufeff")
     if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in CIF_SUFFIXES and _is_file(Path(obj)):
         return _read_text(Path(obj), label)  # read as CIF even if it does not look like one: gemmi says why not
+    if isinstance(obj, (str, Path)) and POSCAR_FILE_NAME.search(Path(obj).name) and _is_file(Path(obj)):
+        text = _read_text(Path(obj), label)
+        if _looks_like_cif(text):  # CIF text under a POSCAR name (.vasp): read as what it is
+            return text
     return None
 
 
@@ -698,11 +825,9 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
             "cloud_hf.structures.cif_blocks (cloud-hf scope and predict give each block its own row)"
         )
     block = blocks[0]
-    if not len(block.find_values("_atom_site_fract_x")):
-        return None
-    missing = [tag for tag in ("_cell_length_a", "_cell_length_b", "_cell_length_c") if block.find_value(tag) is None]
-    if missing:
-        raise ScopeError(f"{label}: unreadable or malformed CIF: no {', '.join(missing)} (the cell is not given)")
+    _check_cell_values(block, label)
+    if not len(block.find_values("_atom_site_fract_x")) or _magnetic_tags(block):
+        return None  # pymatgen reads it: Cartesian-only sites, or magnetic symmetry (which gemmi does not know)
     try:
         small = gemmi.make_small_structure_from_block(block)
     except (RuntimeError, ValueError) as error:  # gemmi checks the cell: "Impossible angle - N*180deg."
@@ -723,6 +848,8 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
             raise ScopeError(f"{label}: unknown element {site.type_symbol or site.label!r} at {where}")
         if site.occ == 0:
             raise ScopeError(f"{label}: {where} has occupancy 0 (an empty site); remove it from the file")
+        if site.occ > 1.0 + 1e-6:
+            raise ScopeError(f"{label}: {where} has occupancy {site.occ:g}, more than 1 (not a possible occupancy)")
         if not allow_partial_occupancy and abs(site.occ - 1.0) > 1e-6:
             raise ScopeError(
                 f"{label}: disordered site at {where} (occupancy {site.occ:g}): partial occupancies are not "
@@ -735,6 +862,31 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
             f"{MAX_SITES} sites a cell may have (cloud_hf.structures.MAX_SITES)"
         )
     return small
+
+
+CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",
+             "_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+"""The six cell parameters a CIF must give (Å, degrees): none is ever assumed (gemmi would take 1 Å and 90°)."""
+
+_CIF_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?(\(\d+\))?$")
+"""A CIF number: digits, an optional exponent and an optional standard uncertainty in brackets, e.g. 5.431(2)."""
+
+
+def _check_cell_values(block: gemmi.cif.Block, label: str) -> None:
+    """``CrystalInputError`` naming the tag when one of the six :data:`CELL_TAGS` is missing, unknown (``?``),
+    inapplicable (``.``) or not a number, whichever reader reads the rest of the block."""
+    for tag in CELL_TAGS:
+        value = block.find_value(tag)
+        if value is None:
+            problem = "missing"
+        elif value in ("?", "."):
+            problem = "unknown ('?')" if value == "?" else "inapplicable ('.')"
+        elif not _CIF_NUMBER.match(value):  # a quoted number is text, which gemmi reads as NaN
+            problem = f"not a number ({value!r})"
+        else:
+            continue
+        raise ScopeError(f"{label}: the cell is not given: {tag} is {problem}; a CIF must give all three cell "
+                         "lengths (Å) and angles (°)")
 
 
 def _cell_from_sites(small: gemmi.SmallStructure, sites: list, label: str) -> CrystalCell:

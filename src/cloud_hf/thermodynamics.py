@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+import numpy as np
 import torch
 
-from cloud_hf.debye import GAS_CONSTANT, equivalent_debye_temperature
+from cloud_hf.debye import GAS_CONSTANT, equivalent_debye_temperature, in_traced_graph
 from cloud_hf.debye import thermodynamics as debye_thermodynamics
 from cloud_hf.errors import CloudDataError
 
@@ -48,6 +49,8 @@ __all__ = [
     "FREQUENCY_UNITS",
     "GAS_CONSTANT",
     "KELVIN_PER_WAVENUMBER",
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
     "PhononThermodynamics",
     "check_dos",
     "check_n_atoms",
@@ -56,6 +59,8 @@ __all__ = [
     "dos_thermodynamics",
     "einstein_thermodynamics",
     "equivalent_debye_temperature",
+    "in_traced_graph",
+    "temperature_values",
     "to_wavenumber",
 ]
 
@@ -97,22 +102,72 @@ def to_wavenumber(frequencies: torch.Tensor, unit: str = "cm-1") -> torch.Tensor
     return frequencies * FREQUENCY_UNITS[unit] if unit != "cm-1" else frequencies
 
 
-def check_temperatures(temperature: TensorLike, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Temperatures (K) as a floating tensor, all finite and > 0; else a :class:`CloudDataError` naming them."""
-    device = like.device if like is not None else None
-    temperature = torch.as_tensor(temperature, device=device)
-    dtype = like.dtype if like is not None and like.dtype.is_floating_point else torch.get_default_dtype()
-    temperature = temperature.to(torch.promote_types(temperature.dtype, dtype) if temperature.is_floating_point()
-                                 else dtype)
-    bad = ~(torch.isfinite(temperature) & (temperature > 0))
+MIN_TEMPERATURE = 1e-3
+"""Lowest accepted temperature, K: below it float32 cannot hold T³ terms and (T/θ)³ of a stiff crystal."""
+MAX_TEMPERATURE = 1e6
+"""Highest accepted temperature, K: far above any solid's melting point (the Dulong–Petit limit holds long before)."""
+
+
+def _temperature_problem(values: torch.Tensor, name: str = "temperature") -> str | None:
+    """Why float64 temperatures (K) cannot be used, naming ``name`` and up to 8 bad values; ``None`` if they can."""
+    bad = ~(torch.isfinite(values) & (values > 0))
     if bool(bad.any()):
-        raise CloudDataError(f"temperature must be finite and > 0 K, got {temperature[bad][:8].tolist()}")
-    return temperature
+        return f"{name} must be finite and > 0 K, got {values[bad][:8].tolist()}"
+    bad = (values < MIN_TEMPERATURE) | (values > MAX_TEMPERATURE)
+    if bool(bad.any()):
+        return (f"{name} must lie between {MIN_TEMPERATURE:g} K and {MAX_TEMPERATURE:g} K (outside, float32 "
+                f"under- or overflows), got {values[bad][:8].tolist()}")
+    return None
+
+
+def temperature_values(temperatures: Any, name: str = "temperatures") -> tuple[float, ...]:
+    """Temperatures (K) given as a real number or a 1-D array-like (list, tuple, numpy array or scalar, tensor),
+    checked in float64 (finite, within [:data:`MIN_TEMPERATURE`, :data:`MAX_TEMPERATURE`] K) before any model
+    runs; :class:`CloudDataError` naming ``name`` otherwise (a string is refused, never split into characters)."""
+    if isinstance(temperatures, (str, bytes)):
+        raise CloudDataError(f"{name} must be a number or a list of numbers (K), got the string {temperatures!r}")
+    if isinstance(temperatures, torch.Tensor):
+        array = temperatures.detach().cpu().numpy()
+    else:
+        try:
+            array = np.asarray(temperatures)
+        except (TypeError, ValueError) as error:  # ragged nesting
+            raise CloudDataError(f"{name} must be a number or a 1-D list of numbers (K): {error}") from error
+    if array.dtype.kind not in "iuf":  # strings, booleans, objects (None, mixed types)
+        raise CloudDataError(f"{name} must be real numbers (K), got {temperatures!r}")
+    if array.ndim > 1:
+        raise CloudDataError(f"{name} must be a number or a 1-D list of numbers (K), got shape {array.shape}")
+    values = torch.from_numpy(array.astype(np.float64).reshape(-1))
+    if not values.numel():
+        raise CloudDataError(f"{name} must hold at least one temperature (K)")
+    problem = _temperature_problem(values, name)
+    if problem is not None:
+        raise CloudDataError(problem)
+    return tuple(values.tolist())
+
+
+def check_temperatures(temperature: TensorLike, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Temperatures (K) as a floating tensor of ``like``'s dtype (or wider), checked in float64 as
+    :func:`temperature_values` checks them; a :class:`CloudDataError` naming the bad values otherwise (skipped
+    inside a traced graph, :func:`in_traced_graph`)."""
+    given = temperature.dtype if isinstance(temperature, torch.Tensor) and temperature.is_floating_point() else None
+    if not isinstance(temperature, torch.Tensor):  # numbers are read in float64, not the default float32
+        temperature = torch.as_tensor(temperature, dtype=torch.float64)
+    if not in_traced_graph():
+        problem = _temperature_problem(temperature.detach().to(torch.float64))
+        if problem is not None:
+            raise CloudDataError(problem)
+    dtype = like.dtype if like is not None and like.dtype.is_floating_point else torch.get_default_dtype()
+    device = like.device if like is not None else temperature.device
+    return temperature.to(device=device, dtype=torch.promote_types(given, dtype) if given is not None else dtype)
 
 
 def check_n_atoms(n_atoms: TensorLike, like: torch.Tensor) -> torch.Tensor:
-    """Atoms per cell as a tensor of ``like``'s dtype, all finite and > 0 (the bad rows are named)."""
+    """Atoms per cell as a tensor of ``like``'s dtype, all finite and > 0 (the bad rows are named; not checked
+    inside a traced graph)."""
     atoms = torch.as_tensor(n_atoms, device=like.device).to(like.dtype)
+    if in_traced_graph():
+        return atoms
     bad = ~(torch.isfinite(atoms) & (atoms > 0))
     if bool(bad.any()):
         rows = bad.reshape(-1).nonzero().reshape(-1)[:8].tolist()
@@ -178,9 +233,9 @@ def _grid_temperatures(temperature: torch.Tensor, batch_shape: torch.Size) -> to
 
 def _as_float_tensors(grid: torch.Tensor | Sequence[float],
                       values: torch.Tensor | Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``grid`` and ``values`` as tensors on ``grid``'s device, in their common floating dtype (the default
-    floating dtype when both are integers)."""
-    grid = torch.as_tensor(grid)
+    """``grid`` and ``values`` as tensors on ``grid``'s device (``values``' where ``grid`` is a plain sequence), in
+    their common floating dtype (the default floating dtype when both are integers)."""
+    grid = torch.as_tensor(grid, device=values.device if isinstance(values, torch.Tensor) else None)
     values = torch.as_tensor(values, device=grid.device)
     dtype = torch.promote_types(grid.dtype, values.dtype)
     dtype = dtype if dtype.is_floating_point else torch.get_default_dtype()
@@ -210,8 +265,16 @@ def einstein_thermodynamics(
     return PhononThermodynamics(*((weights * value).sum(-1) for value in _mode_functions(theta, temp)))
 
 
-@functools.lru_cache(maxsize=8)
 def _gauss_legendre(num_nodes: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights on [0, 1]: cached in eager calls, built afresh inside a traced graph."""
+    if in_traced_graph():
+        return _gauss_legendre_table.__wrapped__(num_nodes, dtype, device)
+    return _gauss_legendre_table(num_nodes, dtype, device)
+
+
+@functools.lru_cache(maxsize=8)
+def _gauss_legendre_table(num_nodes: int, dtype: torch.dtype,
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Legendre nodes and weights on [0, 1] (numpy's table, built outside inference mode for caching)."""
     import numpy as np
 
@@ -264,6 +327,8 @@ def dos_thermodynamics(
     Returns:
         :class:`PhononThermodynamics` shaped ``(..., n_T)``.
     """
+    # whether the grid starts above 0, read from a plain sequence where given (a traced graph cannot read a tensor)
+    starts_above_zero = float(frequencies[0]) > 0 if not isinstance(frequencies, torch.Tensor) else None
     frequencies, dos = _as_float_tensors(frequencies, dos)
     omega = to_wavenumber(frequencies, unit)
     if validate:
@@ -273,7 +338,7 @@ def dos_thermodynamics(
     if low_frequency not in ("linear", "debye"):
         raise CloudDataError(f"low_frequency must be 'linear' or 'debye', got {low_frequency!r}")
 
-    onset_end = 0 if float(omega[0]) > 0 else 1  # grid index of ω₁
+    onset_end = 0 if (starts_above_zero if starts_above_zero is not None else float(omega[0]) > 0) else 1  # ω₁
     if low_frequency == "debye":
         omega, dos = omega[onset_end:], dos[..., onset_end:]
     elif onset_end == 1:
@@ -287,7 +352,7 @@ def dos_thermodynamics(
     total = node_modes.sum(-1) + onset_modes
     scale = 3.0 * atoms / total  # modes per unit of the given DOS scale
     result = einstein_thermodynamics(node_frequencies, node_modes * scale.unsqueeze(-1), temperature)
-    if low_frequency == "debye" and float(omega[0]) > 0:
+    if low_frequency == "debye" and (in_traced_graph() or float(omega[0]) > 0):  # ω₁ > 0 on a valid grid
         batch_shape = dos.shape[:-1]
         temp = _grid_temperatures(temperature, batch_shape)
         theta_onset = KELVIN_PER_WAVENUMBER * omega[0]

@@ -13,8 +13,7 @@ The exit code is non-zero only when no crystal at all could be predicted.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import contextlib
 import math
 import sys
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from cloud_hf.cli import plain_text
+from cloud_hf.commands.outputs import RowWriter, output_path_problem, table_format
 
 TERMINAL_LEFT_OUT = ("internal_energy", "free_energy", "entropy")
 """Properties the terminal table leaves out for width (they are in every ``--output`` file)."""
@@ -51,8 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--temperatures", type=float, nargs="+", default=None, metavar="K",
         help="temperatures in K for C_v, U, S, F of a CloudDebyeModel (default: 300)",
     )
-    parser.add_argument("--output", type=Path, default=None, help="write all rows to a .csv or .jsonl file")
-    parser.add_argument("--plot", type=Path, default=None, help="plot C_v(T) of every predicted crystal to this image")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write all rows to a .csv, .json or .jsonl file (as they are predicted)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="plot C_v(T) of every predicted crystal to this image (.png, .pdf or .svg)")
     parser.add_argument("--batch-size", type=int, default=32, help="crystals per forward pass (default: 32)")
     parser.add_argument(
         "--input-column", default=None,
@@ -66,20 +68,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Predict every input crystal, print or write one row each and a summary; exit 1 if none succeeded."""
-    if args.output is not None and output_format(args.output) is None:
-        print(f"error: --output must end in .csv or .jsonl, got {args.output}", file=sys.stderr)
-        return 2
+    """Predict every input crystal, print or write one row each and a summary; exit 1 if none succeeded.
+
+    Every argument and output path is checked before any crystal is read (one line on stderr and exit code 2);
+    rows are written to ``--output`` as they are predicted, so memory is bounded by a batch, not by the input.
+    """
+    problems = [output_path_problem(path, option, kind) for path, option, kind in
+                ((args.output, "--output", "table"), (args.plot, "--plot", "plot")) if path is not None]
     if args.batch_size < 1:
-        print(f"error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
-    bad_temperatures = [t for t in args.temperatures or () if not (math.isfinite(t) and t > 0)]
-    if bad_temperatures:
-        print(f"error: --temperatures must be finite and > 0 K, got {bad_temperatures[0]:g}", file=sys.stderr)
-        return 2
+        problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.temperatures is not None:
+        from cloud_hf.errors import CloudDataError
+        from cloud_hf.thermodynamics import temperature_values
+
+        try:  # checked once, in float64, before any model runs
+            args.temperatures = list(temperature_values(args.temperatures, "--temperatures"))
+        except CloudDataError as error:
+            problems.append(str(error))
     if args.model is not None and looks_like_local_path(args.model) and not Path(args.model).is_dir():
         what = "is a file, not a checkpoint folder" if Path(args.model).exists() else "folder does not exist"
-        print(f"error: cannot load the model {args.model}: the {what}", file=sys.stderr)
+        problems.append(f"cannot load the model {args.model}: the {what}")
+    if any(problems):
+        print(f"error: {next(problem for problem in problems if problem)}", file=sys.stderr)
         return 2
     from transformers import pipeline
 
@@ -102,27 +112,36 @@ def run_predict(args: argparse.Namespace) -> int:
 
     readable = [item for item in inputs if item.error is None]
     predictions = iter(predictor((item.crystal for item in readable), **call_options) if readable else ())
-    progress = tqdm(total=len(inputs), desc="Predicting", unit="crystal", file=sys.stderr)
-    results = []
-    for item in inputs:
-        result = next(predictions) if item.error is None else failed_result(item.error)
-        results.append({"input": item.name, **result})
-        progress.update()
-    progress.close()
+    summaries = []  # per crystal: what the plot and the summary line need (no property grids)
+    table_rows = []  # the terminal table (without --output)
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if args.output is not None:
+            flat = flatten_result if table_format(args.output) == "csv" else None
+            writer = stack.enter_context(RowWriter(args.output, csv_row=flat, complete=lambda row: row["error"] is None))
+        progress = stack.enter_context(tqdm(total=len(inputs), desc="Predicting", unit="crystal", file=sys.stderr))
+        for item in inputs:
+            result = {"input": item.name, **(next(predictions) if item.error is None else failed_result(item.error))}
+            if writer is not None:
+                writer.write(result)
+            else:
+                table_rows.append(result)
+            summaries.append({**result, "properties": [record for record in result["properties"]
+                                                       if record["property"] == "debye_temperature"]})
+            progress.update()
 
     if args.output is not None:
-        write_rows(results, args.output)
-        print(f"wrote {len(results)} rows to {args.output}")
+        print(f"wrote {len(summaries)} rows to {args.output}")
     else:
-        with_std = any("std" in record for result in results for record in result["properties"])
+        with_std = any("std" in record for result in table_rows for record in result["properties"])
         leave_out = UNCERTAIN_TERMINAL_LEFT_OUT if with_std else TERMINAL_LEFT_OUT
-        print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in results])
+        print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in table_rows])
     if args.plot is not None and getattr(predictor.model.config, "thermo_head", None):
-        plot_model_curves(predictor, results, args.plot, args.temperatures, [item.crystal for item in inputs])
+        plot_model_curves(predictor, summaries, args.plot, args.temperatures, [item.crystal for item in inputs])
     elif args.plot is not None:
-        plot_heat_capacity(results, args.plot, args.temperatures)
-    n_ok = sum(result["error"] is None for result in results)
-    print(f"{n_ok} ok, {len(results) - n_ok} failed")
+        plot_heat_capacity(summaries, args.plot, args.temperatures)
+    n_ok = sum(result["error"] is None for result in summaries)
+    print(f"{n_ok} ok, {len(summaries) - n_ok} failed")
     return 0 if n_ok > 0 else 1
 
 
@@ -165,28 +184,6 @@ def flatten_result(result: dict[str, Any], leave_out: Sequence[str] = (), join_s
     row["scope"] = result["scope"]
     row["error"] = result["error"]
     return row
-
-
-def output_format(path: Path) -> str | None:
-    """``"csv"`` or ``"jsonl"`` from the file suffix; ``None`` for anything else."""
-    suffix = path.suffix.lower()
-    return {".csv": "csv", ".jsonl": "jsonl"}.get(suffix)
-
-
-def write_rows(results: list[dict[str, Any]], path: Path) -> None:
-    """CSV: one flat row per result (every property a column); JSONL: the full results, one per line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if output_format(path) == "csv":
-        rows = [flatten_result(result) for result in results]
-        columns = list(dict.fromkeys(column for row in rows for column in row if column not in ("scope", "error")))
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*columns, "scope", "error"])
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        with path.open("w", encoding="utf-8") as handle:
-            for result in results:
-                handle.write(json.dumps(result, ensure_ascii=False) + "\n")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

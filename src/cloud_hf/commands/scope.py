@@ -1,6 +1,6 @@
 """``cloud-hf scope``: SCOPE strings for CIF/POSCAR files, folders of them, or tables with a structure column.
 
-Every input comes out as one row ``id, scope, error`` (CSV, or JSON lines for a ``.jsonl`` output), in
+Every input comes out as one row ``id, scope, error`` (CSV, a JSON array for ``.json``, JSON lines for ``.jsonl``), in
 input order; a bad input has an empty scope and the reason. Inputs are collected as for ``cloud-hf predict``
 (:func:`cloud_hf.inputs.collect_crystals`): every file of a folder is one row, every row of a table is one
 row. The exit code is 1 only when nothing could be encoded.
@@ -14,14 +14,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import contextlib
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from cloud_hf.cli import plain_text
+from cloud_hf.commands.outputs import RowWriter, output_path_problem
 
 PROGRESS_BAR_THRESHOLD = 100
 
@@ -49,35 +49,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--id-column", default=None,
                         help="id column of a table (default: id, material_id, ... where present, else the row number)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="output file, .csv or .jsonl (default: CSV on stdout)")
+                        help="output file, .csv, .json or .jsonl (default: CSV on stdout)")
     parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
     parser.set_defaults(func=run_scope)
 
 
 def run_scope(args: argparse.Namespace) -> int:
-    """Encode every input of ``args.paths``; write id, scope, error rows; 1 if nothing was encoded."""
+    """Encode every input of ``args.paths``; write id, scope, error rows as they come; 1 if nothing was encoded.
+
+    The settings and the output path are checked before any crystal is read (one line on stderr, exit code 2).
+    """
     from tqdm.auto import tqdm
 
     from cloud_hf.inputs import collect_crystals
     from cloud_hf.scope import ScopeEncoder
 
-    try:
-        encoder = ScopeEncoder(args.mode, args.backend, args.symprec, args.angle_tolerance)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    problem = output_path_problem(args.output, "--output") if args.output is not None else None
+    if problem is None and args.num_proc < 1:
+        problem = f"--num-proc must be >= 1, got {args.num_proc}"
+    if problem is None:
+        try:
+            encoder = ScopeEncoder(args.mode, args.backend, args.symprec, args.angle_tolerance)
+        except ValueError as error:
+            problem = str(error)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     items = list(collect_crystals(args.paths, structure_column=args.input_column, id_column=args.id_column))
-    ids = [item.name for item in items]
-    payloads = [(encoder.to_dict(), item) for item in items]
-    if args.num_proc > 1:
-        with ProcessPoolExecutor(args.num_proc) as pool:
-            results = pool.map(_encode_one, payloads, chunksize=32)
-            rows = list(tqdm(results, total=len(items), disable=len(items) < PROGRESS_BAR_THRESHOLD, unit="structure"))
-    else:
-        rows = [_encode_one(payload) for payload in tqdm(payloads, disable=len(items) < PROGRESS_BAR_THRESHOLD, unit="structure")]
-    write_rows(ids, rows, args.output)
-    encoded = sum(scope is not None for scope, _ in rows)
-    print(f"encoded {encoded} of {len(rows)} inputs ({encoder.version})", file=sys.stderr)
+    payloads = ((encoder.to_dict(), item) for item in items)
+    encoded = 0
+    with contextlib.ExitStack() as stack:
+        if args.num_proc > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(args.num_proc))
+            rows = pool.map(_encode_one, payloads, chunksize=32)
+        else:
+            rows = map(_encode_one, payloads)
+        writer = stack.enter_context(RowWriter(args.output))
+        for item, (scope, error) in zip(items, tqdm(rows, total=len(items), unit="structure",
+                                                    disable=len(items) < PROGRESS_BAR_THRESHOLD)):
+            writer.write({"id": item.name, "scope": scope, "error": error})
+            encoded += scope is not None
+    print(f"encoded {encoded} of {len(items)} inputs ({encoder.version})", file=sys.stderr)
     return 0 if encoded else 1
 
 
@@ -93,20 +105,3 @@ def _encode_one(payload: tuple[dict[str, Any], Any]) -> tuple[str | None, str | 
         return cached_encoder(settings).encode(item.crystal, name=item.name), None
     except Exception as error:  # any failure of one input stays in its row (MemoryError included)
         return None, failure_message(error, item.name)
-
-
-def write_rows(ids: list[str], rows: list[tuple[str | None, str | None]], output: Path | None) -> None:
-    """Write ``id, scope, error`` rows as CSV (stdout or ``.csv``) or JSON lines (``.jsonl``)."""
-    if output is not None and output.suffix.lower() == ".jsonl":
-        with output.open("w") as handle:
-            for item_id, (scope, error) in zip(ids, rows):
-                handle.write(json.dumps({"id": item_id, "scope": scope, "error": error}) + "\n")
-        return
-    handle = output.open("w", newline="") if output is not None else sys.stdout
-    try:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "scope", "error"])
-        writer.writerows([item_id, scope or "", error or ""] for item_id, (scope, error) in zip(ids, rows))
-    finally:
-        if output is not None:
-            handle.close()

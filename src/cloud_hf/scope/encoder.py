@@ -69,8 +69,10 @@ class ScopeEncoder:
             symprec = CANONICAL_SYMPREC if symprec is None else symprec
         if backend not in BACKENDS:
             raise ValueError(f"unknown symmetry backend {backend!r}; choose one of {BACKENDS}")
-        if not symprec > 0:
+        if not 0 < symprec < float("inf"):
             raise ValueError(f"symprec must be a positive distance in Å, got {symprec}")
+        if angle_tolerance is not None and not 0 < angle_tolerance < 180:
+            raise ValueError(f"angle_tolerance must be an angle in degrees between 0 and 180, got {angle_tolerance}")
         self.mode = mode
         self.backend = backend
         self.symprec = float(symprec)
@@ -234,6 +236,13 @@ class ScopeMapFunction:
     output_column: str = "scope"
     error_column: str = "scope_error"
     id_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if len({self.input_column, self.output_column, self.error_column}) < 3:
+            raise ValueError(
+                f"input_column {self.input_column!r}, output_column {self.output_column!r} and error_column "
+                f"{self.error_column!r} must differ: the map would overwrite its input with the SCOPE strings"
+            )
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[str | None]]:
         """Encode one batch: ``{output_column: scopes, error_column: errors}``, row for row."""
