@@ -239,8 +239,8 @@ def equivalent_debye_temperature(
         low, high = torch.full_like(target, 1.0), torch.full_like(target, upper)
         nr = atoms * GAS_CONSTANT
         # C_v alone, as thermodynamics() computes it (the same bits), not all four functions: the bisection is
-        # tensor-call bound (~200 elements per call), and this halves its operations (the records of a 64-crystal
-        # batch: 17 → 8 ms).
+        # tensor-call bound (~200 elements per call), and this drops ~40 % of its operations (the three C_v columns
+        # of a 64-crystal batch, one thread: 38.6 → 21.3 ms).
         for _ in range(iterations):
             middle = (low + high) / 2.0
             x = middle / temp
