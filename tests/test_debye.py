@@ -306,6 +306,7 @@ def test_dulong_petit_value_uses_the_reference_gas_constant() -> None:
 def test_first_call_in_inference_mode_does_not_break_later_training() -> None:
     """Pipelines run under ``torch.inference_mode``; the cached quadrature tables must still work with autograd."""
     debye._gauss_legendre_table.cache_clear()
+    debye._debye_function_tables.cache_clear()
     with torch.inference_mode():
         debye.heat_capacity(torch.tensor([300.0]), 300.0)
     theta = torch.tensor([300.0], requires_grad=True)

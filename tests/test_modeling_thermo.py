@@ -11,6 +11,7 @@ import torch
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.modeling_cloud import CloudModel
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
 from cloud_hf.thermodynamics import KELVIN_PER_WAVENUMBER
@@ -116,6 +117,67 @@ def test_from_encoder_copies_the_encoder_into_every_member(tmp_path):
         for name, value in encoder.cloud.state_dict().items():
             torch.testing.assert_close(member.cloud.state_dict()[name], value)
     assert not torch.equal(model.members[0].head.out_proj.weight, model.members[1].head.out_proj.weight)
+
+
+def _ragged_batch() -> dict[str, torch.Tensor]:
+    """Six crystals of 3 to 7 tokens (right padding): the packed path, with more rows than its 4-row minimum."""
+    lengths = [7, 3, 5, 6, 4, 7]
+    input_ids = torch.full((len(lengths), max(lengths)), 1)
+    for row, length in enumerate(lengths):
+        input_ids[row, :length] = torch.tensor([0, *range(5 + row, 3 + row + length), 2])
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 1).long()}
+
+
+def _outputs_and_gradients(model: CloudThermoModel) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    model.zero_grad()
+    labels = torch.tensor([[40.0], [30.0], [20.0], [45.0], [35.0], [25.0]])
+    output = model(**_ragged_batch(), temperature=[300.0], n_atoms=torch.tensor([2, 1, 3, 2, 4, 2]),
+                   heat_capacity_labels=labels)
+    output.loss.backward()
+    values = {name: value.detach() for name, value in output.items() if isinstance(value, torch.Tensor)}
+    return values, {name: parameter.grad.clone() for name, parameter in model.named_parameters()
+                    if parameter.grad is not None}
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_first_token_only_encoder_path_gives_the_full_stack_outputs_and_gradients(mode, monkeypatch):
+    """The members read [CLS] through ``CloudModel(first_token_only=True)``; the last layer then runs its
+    feed-forward on the [CLS] rows alone (eval mode only). Outputs, loss and the gradients of every member's
+    parameters are those of the full stack (every position through every layer, as before)."""
+    torch.manual_seed(0)
+    config = thermo_config(CloudConfig(**{**TINY, "num_hidden_layers": 2}), thermo_head="dos", thermo_members=3)
+    model = getattr(CloudThermoModel(config), mode)()
+    fast, fast_grads = _outputs_and_gradients(model)
+    full_forward = CloudModel.forward
+
+    def full_stack(self, *args, first_token_only=False, **kwargs):
+        return full_forward(self, *args, **kwargs)  # [:, 0] of the full last_hidden_state, as before
+
+    monkeypatch.setattr(CloudModel, "forward", full_stack)
+    full, full_grads = _outputs_and_gradients(model)
+    assert fast.keys() == full.keys() and fast_grads.keys() == full_grads.keys()
+    for index in range(3):  # every member's encoder and head is trained
+        assert any(name.startswith(f"members.{index}.cloud.layers.1.") for name in fast_grads)
+        assert any(name.startswith(f"members.{index}.head.") for name in fast_grads)
+    for name in full:
+        torch.testing.assert_close(fast[name], full[name], rtol=1e-6, atol=1e-6, msg=name)
+    for name in full_grads:
+        torch.testing.assert_close(fast_grads[name], full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    if mode == "train":  # the full stack runs in training (the dropout draws stay as they were)
+        assert all(torch.equal(fast_grads[name], full_grads[name]) for name in full_grads)
+
+
+def test_first_token_only_returns_position_zero_on_every_path():
+    """(batch, 1, hidden) on the packed path, the dense path (no padding) and with hidden states requested."""
+    torch.manual_seed(0)
+    encoder = CloudModel(CloudConfig(**{**TINY, "num_hidden_layers": 2})).eval()
+    ragged = _ragged_batch()
+    square = {"input_ids": ragged["input_ids"][:, :3], "attention_mask": ragged["attention_mask"][:, :3]}
+    for inputs, options in ((ragged, {}), (square, {}), (ragged, {"output_hidden_states": True})):
+        full = encoder(**inputs, **options).last_hidden_state
+        first = encoder(**inputs, **options, first_token_only=True).last_hidden_state
+        assert first.shape == (full.shape[0], 1, full.shape[2])
+        torch.testing.assert_close(first, full[:, :1], rtol=1e-6, atol=1e-6)
 
 
 def test_masked_loss_skips_nan_labels_and_weights_members():

@@ -88,14 +88,24 @@ class TokenUnpadding:
         indices = attention_mask.flatten().nonzero().squeeze(-1)
         return cls(indices, attention_mask.shape[0], attention_mask.shape[1])
 
+    def first_token_rows(self) -> torch.Tensor:
+        """``(batch,)``: where each sequence's position 0 ([CLS]) sits among the packed tokens."""
+        return (self.indices % self.sequence_length == 0).nonzero().squeeze(-1)
+
+    # index_select and an in-place index_put_ rather than ``padded[indices]`` and an out-of-place index_copy: the
+    # same copies, measured on a 64-crystal batch of the bundled model (825 of 1280 positions real, 384 channels,
+    # one CPU thread) 87 µs against 706 µs to unpad and 328 µs against 670 µs to pad; the encoder does both in
+    # every layer of every member.
+
     def unpad(self, padded: torch.Tensor) -> torch.Tensor:
         """``(batch, seq, ...)`` -> ``(tokens, ...)``."""
-        return padded.flatten(0, 1)[self.indices]
+        return padded.flatten(0, 1).index_select(0, self.indices)
 
     def pad(self, packed: torch.Tensor) -> torch.Tensor:
         """``(tokens, ...)`` -> ``(batch, seq, ...)``, zeros at padding positions."""
         flat = packed.new_zeros((self.batch_size * self.sequence_length, *packed.shape[1:]))
-        return flat.index_copy(0, self.indices, packed).view(self.batch_size, self.sequence_length, *packed.shape[1:])
+        flat.index_put_((self.indices,), packed)
+        return flat.view(self.batch_size, self.sequence_length, *packed.shape[1:])
 
 
 class CloudEmbeddings(nn.Module):
@@ -213,7 +223,9 @@ class CloudLayer(GradientCheckpointingLayer):
     """One post-LN transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x)).
 
     With `token_mask` (``(batch, seq, 1)``, 1 at real tokens) the output is zero at padding positions, so the dense
-    path returns what the packed path does.
+    path returns what the packed path does. With `output_rows` (indices into packed ``(tokens, hidden)`` states)
+    attention reads every token but only those rows go through the rest of the block: the output is
+    ``(len(output_rows), hidden)``.
     """
 
     def __init__(self, config: CloudConfig):
@@ -233,9 +245,12 @@ class CloudLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         unpadding: TokenUnpadding | None = None,
         token_mask: torch.Tensor | None = None,
+        output_rows: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         context, _ = self.attention(hidden_states, attention_mask, unpadding=unpadding, **kwargs)
+        if output_rows is not None:
+            hidden_states, context = hidden_states.index_select(0, output_rows), context.index_select(0, output_rows)
         hidden_states = self.attention_LayerNorm(hidden_states + self.dropout(self.attention_output(context)))
         feed_forward = self.output(self.activation(self.intermediate(hidden_states)))
         hidden_states = self.output_LayerNorm(hidden_states + self.dropout(feed_forward))
@@ -358,6 +373,7 @@ class CloudModel(CloudPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        first_token_only: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         r"""
@@ -370,6 +386,11 @@ class CloudModel(CloudPreTrainedModel):
                 ``0 .. sequence_length - 1``.
             inputs_embeds (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`, *optional*):
                 word embeddings to use instead of `input_ids`.
+            first_token_only (`bool`, *optional*, defaults to `False`): return position 0 ([CLS]) only,
+                `last_hidden_state` of shape `(batch_size, 1, hidden_size)`, for a head that reads nothing else.
+                On the packed path in eval mode the last layer then runs its feed-forward on the [CLS] tokens alone
+                (its attention still reads every token): the same values, for 17 % fewer multiply-adds in the bundled
+                4-layer encoders (13 tokens per crystal on average).
             kwargs: `output_hidden_states`, `output_attentions` (and `return_dict`), as for any transformers model.
         """
         if (input_ids is None) == (inputs_embeds is None):
@@ -391,11 +412,21 @@ class CloudModel(CloudPreTrainedModel):
         elif padding_mask is not None:
             token_mask = padding_mask[..., None].to(hidden_states.dtype)
             hidden_states = hidden_states * token_mask
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask, unpadding=unpadding, token_mask=token_mask, **kwargs)
+        # The last layer on the [CLS] rows only: not in training, where the dropout draws must stay those of the full
+        # stack (runs stay reproducible), nor for fewer than 4 rows, where MKL's matrix products round differently
+        # from the same rows within a larger product (measured), so the values would change in the last bit.
+        first_rows = None
+        if first_token_only and unpadding is not None and not self.training and unpadding.batch_size >= 4:
+            first_rows = unpadding.first_token_rows()
+        for index, layer in enumerate(self.layers):
+            rows = first_rows if index == len(self.layers) - 1 else None
+            hidden_states = layer(hidden_states, attention_mask, unpadding=unpadding, token_mask=token_mask,
+                                  output_rows=rows, **kwargs)
+        if first_rows is not None:
+            return BaseModelOutput(last_hidden_state=hidden_states[:, None])
         if unpadding is not None:
             hidden_states = unpadding.pad(hidden_states)
-        return BaseModelOutput(last_hidden_state=hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states[:, :1] if first_token_only else hidden_states)
 
     def _packed_layout(self, padding_mask: torch.Tensor | None, kwargs: dict) -> TokenUnpadding | None:
         """The packed layout of a padded batch where the packed path applies, else None (dense path).

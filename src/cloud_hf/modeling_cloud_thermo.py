@@ -208,7 +208,8 @@ class CloudThermoMember(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                 composition: torch.Tensor | None = None, source_ids: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True).last_hidden_state
+        hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True,
+                            first_token_only=True).last_hidden_state
         summary = hidden[:, 0]
         if self.composition is not None and composition is not None:
             summary = summary + self.composition(composition.to(summary))

@@ -170,9 +170,10 @@ class CloudProcessor(ProcessorMixin):
         cell = load_cell(crystal, name=name, min_distance=encoder.min_distance)
         if self.cell_features:  # descriptors of a cell with vacuum describe the vacuum: refused
             check_bulk_cell(cell)
-        # Canonical SCOPE ignores site order, so the cell read above is encoded as is (each file read once);
-        # reference SCOPE follows pymatgen's site order, so the encoder reads the input as the reference does.
-        scope = encoder.encode(cell if encoder.mode == "canonical" else crystal, name=name)
+        # Canonical SCOPE ignores site order, so the cell read and validated above is encoded as is (each file read
+        # and checked once); reference SCOPE follows pymatgen's site order, so the encoder reads the input as the
+        # reference does.
+        scope = encoder.encode_validated_cell(cell) if encoder.mode == "canonical" else encoder.encode(crystal, name=name)
         descriptors = tuple(cell_descriptors(cell)) if self.cell_features else None
         return CrystalEncoding(scope=scope, formula=reduced_formula(cell.atomic_numbers), n_atoms=len(cell),
                                cell_features=descriptors)

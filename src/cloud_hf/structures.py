@@ -32,7 +32,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -302,13 +302,26 @@ def _periodic_images(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float
         lattice, frac_coords = mapping @ lattice, frac_coords @ np.linalg.inv(mapping)
         skin, reach = fractional_reach(lattice)
     wrapped = np.mod(frac_coords, 1.0)
-    shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, 3)
-    shifts = shifts[shifts.any(axis=1)]  # every shift but the cell itself, all at once (a Python loop over the
-    images = wrapped[None, :, :] + shifts[:, None, :]  # shifts took 4 ms of the 6.6 ms per phonon crystal)
+    shifts = _image_shifts(*(int(r) for r in reach))  # every shift but the cell itself, all at once (a Python loop
+    images = wrapped[None, :, :] + shifts[:, None, :]  # over the shifts took 4 ms of the 6.6 ms per phonon crystal)
     near = np.all((images > -skin) & (images < 1.0 + skin), axis=2)  # (shifts, sites)
     points = np.concatenate([wrapped, images[near]])
     owners = np.concatenate([np.arange(n_sites), np.nonzero(near)[1]])
     return points @ lattice, owners
+
+
+@lru_cache(maxsize=256)
+def _image_shifts(reach_a: int, reach_b: int, reach_c: int) -> np.ndarray:
+    """The whole-cell shifts ``(i, j, k)``, ``|i| ≤ reach_a`` …, but ``(0, 0, 0)``, in C order, ``(n, 3)`` (read-only).
+
+    Cached: a reach comes back for most crystals, and building the grid (meshgrid, stack, filter) was a quarter of
+    the neighbour search's time (validation plus cell descriptors 0.71 → 0.55 ms per AFLOW crystal).
+    """
+    shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in (reach_a, reach_b, reach_c)), indexing="ij"),
+                      -1).reshape(-1, 3)
+    shifts = shifts[shifts.any(axis=1)]
+    shifts.flags.writeable = False
+    return shifts
 
 
 def closest_pair(

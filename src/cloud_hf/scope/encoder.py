@@ -16,6 +16,7 @@ from cloud_hf.scope.reference import REFERENCE_ANGLE_TOLERANCE, REFERENCE_SYMPRE
 from cloud_hf.scope.symmetry import BACKENDS, SUPERCELL_REDUCTION_MIN_SITES, find_symmetry, reduce_supercell
 from cloud_hf.structures import (
     MIN_INTERATOMIC_DISTANCE,
+    CrystalCell,
     ScopeError,
     describe_input,
     failure_message,
@@ -154,7 +155,20 @@ class ScopeEncoder:
             label = describe_input(obj, name)
             structure = load_structure(obj, name=label, min_distance=self.min_distance, allow_partial_occupancy=True)
             return reference_scope(structure, name=label, symprec=self.symprec, angle_tolerance=self.angle_tolerance)
-        cell = load_cell(obj, name=name, min_distance=self.min_distance)
+        return self.encode_validated_cell(load_cell(obj, name=name, min_distance=self.min_distance))
+
+    def encode_validated_cell(self, cell: CrystalCell) -> str:
+        """The canonical SCOPE string of a cell that :func:`cloud_hf.structures.load_cell` has already read and
+        validated with this encoder's ``min_distance``: the symmetry search only, without checking the cell again
+        (the check, a periodic neighbour search, measured 0.21 ms of the 2.5 ms a crystal cost ``CloudProcessor``
+        with it done twice).
+
+        Raises:
+            ScopeError: a failed symmetry search (or a reference-mode encoder: that mode reads its input itself).
+        """
+        if self.mode != "canonical":
+            raise ScopeError("encode_validated_cell is for canonical SCOPE (reference mode reads the input as the "
+                             "reference does)")
         lattice, frac_coords, numbers = cell.lattice, np.mod(cell.frac_coords, 1.0), cell.atomic_numbers
         if len(cell) >= SUPERCELL_REDUCTION_MIN_SITES:  # the backends' primitive search is O(n²)
             lattice, frac_coords, numbers = reduce_supercell(lattice, frac_coords, numbers, self.symprec)
