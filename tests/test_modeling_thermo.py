@@ -293,6 +293,15 @@ def test_unknown_head_is_a_config_error():
         thermo_config(CloudConfig(**TINY), thermo_head="lorentz")
 
 
+def test_a_config_naming_the_debye_head_is_refused_not_built_as_debye_einstein():
+    """A config written by hand (not through thermo_config) with thermo_head "debye" once built a debye-einstein
+    head in silence."""
+    config = thermo_config(CloudConfig(**TINY), thermo_head="dos")
+    config.thermo_head = "debye"
+    with pytest.raises(CloudConfigError, match=r"thermo_head must be one of \('dos', 'debye-einstein'\), got 'debye'"):
+        CloudThermoModel(config)
+
+
 def parse_options(argv):
     from cloud_hf.training import CloudTrainingArguments, parse_recipe_arguments
     from cloud_hf.training.thermo import ThermoDataArguments, ThermoModelArguments

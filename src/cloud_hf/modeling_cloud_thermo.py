@@ -247,6 +247,8 @@ class CloudThermoModel(CloudPreTrainedModel):
             if not hasattr(config, key):
                 setattr(config, key, value)
         super().__init__(config)
+        if config.thermo_head not in THERMO_HEADS:  # e.g. "debye" is CloudDebyeModel's, not a spectrum of this class
+            raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
         self.head_kind = config.thermo_head
         grid = [float(omega) for omega in config.thermo_frequencies]
         if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
