@@ -807,3 +807,121 @@ def test_map_dataset_refuses_to_overwrite_its_input_column():
     with pytest.raises(ValueError, match=r"input_column 'cif', output_column 'cif' and error_column 'scope_error' must "
                                          r"differ: the map would overwrite its input"):
         ScopeEncoder().map_dataset(table, input_column="cif", output_column="cif")
+
+
+@pytest.mark.parametrize("name, separator, message", [
+    ("table.csv", "\t", r"the header line is separated by tabs, not commas \(a tab-separated file\?\)"),
+    ("table.csv", ";", r"the header line is separated by semicolons, not commas \(a semicolon-separated file\?\)"),
+    ("table.tsv", "\t", r"a tab-separated table; tables are read as comma-separated CSV"),
+])
+def test_a_tab_or_semicolon_separated_table_is_one_line_naming_the_delimiter(tmp_path, name, separator, message):
+    """pandas' "Expected 1 fields in line 19, saw 3\\n" ended up, newline and all, inside the row's error."""
+    import pandas as pd
+
+    from cloud_hf.data import DataError, read_table
+
+    path = tmp_path / name
+    pd.DataFrame({"id": ["a", "b"], "structure": [ROCKSALT_CIF] * 2}).to_csv(path, sep=separator, index=False)
+    with pytest.raises(DataError, match=f"^{re.escape(str(path))}: {message}"):
+        read_table(path)
+    (row,) = collect_crystals([path])
+    assert row.name == str(path) and "\n" not in row.error and re.search(message, row.error)
+
+
+def test_a_crystal_refused_for_its_length_prints_no_transformers_warning():
+    """transformers warned "... indexing errors" for a string the processor refuses anyway."""
+    from cloud_hf.data import TokenMapper
+    from cloud_hf.processing_cloud import CloudProcessor
+    from cloud_hf.tokenization_cloud import build_canonical_tokenizer
+
+    tokenizer = build_canonical_tokenizer(model_max_length=8)  # warns once per tokenizer: a fresh one
+    long_scope = "oP mmm SG47 Na 1a Cl 1b K 1c Li 1d Rb 1e"
+    batch = CloudProcessor(tokenizer, max_length=8)(scopes=[long_scope])
+    assert batch.errors == [f"15 tokens, longer than the model's 8 positions (SCOPE string '{long_scope}')"]
+    rows = TokenMapper(tokenizer, max_length=8)({"scope": [long_scope], "error": [None], "id": ["x"]})
+    assert rows["error"] == [f"id 'x': 15 tokens, longer than the model's 8 positions (SCOPE string '{long_scope}')"]
+    assert "sequence-length-is-longer-than-the-specified-maximum" not in tokenizer.deprecation_warnings
+
+
+NOBLE_GASES = ("He", "Ne", "Ar", "Kr", "Xe")
+
+
+@pytest.mark.parametrize("symbol", NOBLE_GASES)
+def test_noble_gases_print_no_electronegativity_warning(bundled_predictor, symbol):
+    """pymatgen warned "No Pauling electronegativity for Ar. Setting to NaN" when the formula was written."""
+    import warnings
+
+    from pymatgen.core.periodic_table import Element
+
+    Element(symbol).__dict__.pop("X", None)  # pymatgen caches X (and warns) once per element and process
+    crystal = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.3), [symbol], [[0, 0, 0]])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bundled_predictor(crystal)
+    assert result["formula"] == symbol and result["error"] is None
+    assert not [warning for warning in caught if "electronegativity" in str(warning.message)]
+
+
+def symmetry_operators(name: str) -> str:
+    """A ``_space_group_symop_operation_xyz`` loop with every operation of the space group ``name`` (gemmi)."""
+    import gemmi
+
+    triplets = [operation.triplet() for operation in gemmi.SpaceGroup(name).operations()]
+    return "loop_\n_space_group_symop_operation_xyz\n" + "\n".join(triplets) + "\n"
+
+
+@pytest.mark.parametrize("symmetry, expected, disagreement", [
+    (symmetry_operators("F m -3 m") + "_symmetry_space_group_name_H-M 'P m -3 m'\n_space_group_IT_number 221\n",
+     ROCKSALT_SCOPE, "symmetry operators (192): F m -3 m (SG 225); H-M name 'P m -3 m': P m -3 m (SG 221); IT "
+                     "number 221); read with the symmetry operators: F m -3 m (SG 225)"),
+    ("_space_group_name_Hall '-P 4 2 3'\n_symmetry_space_group_name_H-M 'F m -3 m'\n", "cP m-3m SG221 Na 1a Cl 1b",
+     "Hall symbol '-P 4 2 3': P m -3 m (SG 221); H-M name 'F m -3 m': F m -3 m (SG 225)); read with the Hall "
+     "symbol: P m -3 m (SG 221)"),
+    ("_symmetry_space_group_name_H-M 'F m -3 m'\n_space_group_IT_number 221\n", ROCKSALT_SCOPE,
+     "H-M name 'F m -3 m': F m -3 m (SG 225); IT number 221); read with the H-M name: F m -3 m (SG 225)"),
+])
+def test_a_cif_whose_symmetry_disagrees_with_itself_warns_which_wins(caplog, symmetry, expected, disagreement):
+    """Operators, Hall symbol, H-M name and IT number that disagree were resolved in silence."""
+    cif = rocksalt_cif(symmetry)
+    with caplog.at_level("WARNING", logger="cloud_hf.structures"):
+        assert ScopeEncoder().encode(cif) == expected
+    assert caplog.messages == [
+        f"CIF data_nacl: the CIF's symmetry disagrees with itself ({disagreement} (rule: symmetry operators, else "
+        "Hall symbol, else H-M name, else IT number)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cloud_hf.structures"):
+        assert ScopeEncoder().encode(rocksalt_cif("_space_group_IT_number 225\n")) == ROCKSALT_SCOPE
+    assert not caplog.messages  # a CIF that agrees with itself: no warning
+
+
+@pytest.mark.parametrize("isotope", ["D", "T"])
+def test_hydrogen_isotopes_are_read_as_hydrogen_in_every_input(caplog, isotope):
+    """D was read as H in CIF and POSCAR but refused in a pymatgen dict (pymatgen reads D and T as H)."""
+    as_dict = Structure(Lattice.cubic(4.0), ["Na", "H"], [[0, 0, 0], [0.5, 0.5, 0.5]]).as_dict()
+    as_dict["sites"][1]["species"][0]["element"] = isotope
+    inputs = {"CIF data_nacl": (rocksalt_cif("_space_group_IT_number 225\n", chlorine=isotope), "cF m-3m SG225 H 4a Na 4b"),
+              "structure text": (poscar(CUBIC, "1 1", "0 0 0\n0.5 0.5 0.5\n", species=f"Na {isotope}"),
+                                 "cP m-3m SG221 H 1a Na 1b"),
+              "dict": (as_dict, "cP m-3m SG221 H 1a Na 1b")}
+    for label, (crystal, expected) in inputs.items():
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="cloud_hf.structures"):
+            assert ScopeEncoder().encode(crystal) == expected
+            assert ScopeEncoder(mode="reference").encode(crystal).endswith(" | Na 0.5 H 0.5")
+        assert set(caplog.messages) == {f"{label}: {isotope} read as hydrogen (H), as pymatgen reads them; SCOPE and "
+                                        "the models see H and its mass"}
+
+
+def test_predict_shows_an_exact_share_without_a_std():
+    """``unseen_element_share`` (unit "", std 0) printed as "0 ± 0" and got a std column of zeros."""
+    from cloud_hf.commands.predict import flatten_result
+
+    result = {"input": "x.cif", "formula": "NaCl", "n_atoms": 2, "scope": ROCKSALT_SCOPE, "error": None,
+              "properties": [{"property": "heat_capacity", "value": 24.1, "unit": "J/(mol·K)", "std": 0.5,
+                              "temperature": 300.0},
+                             {"property": "unseen_element_share", "value": 0.0, "unit": "", "std": 0.0}]}
+    terminal = flatten_result(result, join_std=True)
+    assert terminal["heat_capacity@300K [J/(mol·K)]"] == "24.1 ± 0.5"
+    assert terminal["unseen_element_share"] == 0.0
+    written = flatten_result(result)
+    assert written["heat_capacity@300K [J/(mol·K)] std"] == 0.5 and "unseen_element_share std" not in written

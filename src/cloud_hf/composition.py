@@ -17,10 +17,11 @@ a model keeps as buffers (saved with its weights, so loading needs neither pymat
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 
@@ -35,6 +36,15 @@ _COUNT_TOKEN = re.compile(r"^(\d+)[a-zA-Z]$")  # canonical Wyckoff token: multip
 _FRACTION_TOKEN = re.compile(r"^\d\.\d+$")  # reference fraction token ("0.5", "0.33", "1.0")
 
 
+@contextlib.contextmanager
+def quiet_missing_electronegativity() -> Iterator[None]:
+    """Silence pymatgen's "No Pauling electronegativity for Ar. Setting to NaN" ``UserWarning`` (noble gases,
+    superheavy elements) while element data is read; the value stays NaN and other warnings still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+        yield
+
+
 def _element_properties(symbol: str) -> list[float] | None:
     """Raw properties of the element ``symbol`` (None if it is not one); missing values are NaN."""
     from pymatgen.core.periodic_table import Element
@@ -42,8 +52,7 @@ def _element_properties(symbol: str) -> list[float] | None:
     if not Element.is_valid_symbol(symbol):
         return None
     element = Element(symbol)
-    with warnings.catch_warnings():  # noble gases and superheavy elements have no Pauling X: NaN, as said above
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_missing_electronegativity():  # noble gases and superheavy elements have no Pauling X: NaN
         electronegativity = element.X if element.X is not None else math.nan
     radius = element.atomic_radius if element.atomic_radius is not None else element.average_ionic_radius
     return [math.log(float(element.atomic_mass)), float(electronegativity), float(radius or math.nan),
@@ -150,4 +159,5 @@ def element_symbol_table(vocab: Mapping[str, int], vocab_size: int, symbols: Ite
 
 
 __all__ = ["ELEMENT_PROPERTIES", "NUM_COMPOSITION_FEATURES", "POOLS", "atom_share", "element_symbol_table",
-           "element_token_table", "element_weights", "ln_mass_statistics", "pooled_composition_features"]
+           "element_token_table", "element_weights", "ln_mass_statistics", "pooled_composition_features",
+           "quiet_missing_electronegativity"]

@@ -52,6 +52,8 @@ SCOPE_COLUMN = "scope"
 ERROR_COLUMN = "error"
 SCOPE_ERROR_COLUMN = "scope_error"
 SOURCE_COLUMN = "source"
+#: Suffixes of tab-separated tables: refused with a message that says so (tables are comma-separated CSV).
+TAB_SEPARATED_SUFFIXES = (".tsv", ".tab")
 
 #: Column names tried, in order, when no structure column is named.
 STRUCTURE_COLUMN_CANDIDATES = ("structure", "cif", "poscar", "atoms")
@@ -86,8 +88,16 @@ def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as handle:
             first_line = handle.readline()
+            header = handle.readline() if first_line.startswith("#") else first_line
         skip = 1 if first_line.startswith("#") else 0
-        return pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str))
+        _check_commas(path, header)
+        try:
+            return pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str))
+        except pd.errors.ParserError as error:  # pandas' message ends in a newline: one line, naming the file
+            raise DataError(f"{path}: not a comma-separated table ({' '.join(str(error).split())})") from error
+    if name.endswith(TAB_SEPARATED_SUFFIXES):
+        raise DataError(f"{path}: a tab-separated table; tables are read as comma-separated CSV (save it as .csv "
+                        "with commas)")
     if name.endswith(".jsonl"):
         return _read_json_lines(path, id_names)
     if name.endswith(".json"):
@@ -107,6 +117,17 @@ def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
             raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
         return _ids_as_written(frame, records, id_names)
     raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
+
+
+def _check_commas(path: Path, header: str) -> None:
+    """A :class:`DataError` naming the delimiter where a CSV's header line is split by tabs or semicolons, not
+    commas (a TSV or a semicolon-separated export saved as ``.csv``)."""
+    if "," in header:
+        return
+    for delimiter, name in (("\t", "tab"), (";", "semicolon")):
+        if delimiter in header:
+            raise DataError(f"{path}: the header line is separated by {name}s, not commas (a {name}-separated "
+                            "file?); tables are read as comma-separated CSV")
 
 
 def _ids_as_written(frame: pd.DataFrame, records: list | None, id_names: Sequence[str]) -> pd.DataFrame:
@@ -375,7 +396,8 @@ class TokenMapper:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         errors: list[str | None] = list(batch[ERROR_COLUMN])
         usable = [i for i, scope in enumerate(batch[SCOPE_COLUMN]) if errors[i] is None and scope]
-        encoded = self.tokenizer([batch[SCOPE_COLUMN][i] for i in usable], truncation=False)
+        # verbose=False: a row too long for the model is an error row below, not a transformers warning
+        encoded = self.tokenizer([batch[SCOPE_COLUMN][i] for i in usable], truncation=False, verbose=False)
         input_ids: list[list[int]] = [[] for _ in errors]
         attention_mask: list[list[int]] = [[] for _ in errors]
         for position, index in enumerate(usable):

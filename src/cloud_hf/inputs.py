@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_hf.data import CIF_SUFFIXES, STRUCTURE_COLUMN, DataError, read_table
+from cloud_hf.data import CIF_SUFFIXES, STRUCTURE_COLUMN, TAB_SEPARATED_SUFFIXES, DataError, read_table
 from cloud_hf.errors import CrystalInputError
 from cloud_hf.structures import cif_blocks
 
@@ -81,7 +81,7 @@ def _crystals_in_file(path: Path, structure_column: str | None, id_column: str |
         yield CrystalInput(name=str(path), error=f"{path}: no such file or folder")
     elif not path.is_file():
         yield CrystalInput(name=str(path), error=f"{path}: not a regular file")
-    elif path.name.lower().removesuffix(".gz").endswith(TABLE_SUFFIXES):
+    elif path.name.lower().removesuffix(".gz").endswith((*TABLE_SUFFIXES, *TAB_SEPARATED_SUFFIXES)):
         yield from _crystals_in_table(path, structure_column, id_column)
     elif path.suffix.lower() in CIF_SUFFIXES:
         yield from _crystals_in_cif(path)
@@ -116,7 +116,7 @@ def _crystals_in_table(path: Path, structure_column: str | None, id_column: str 
         table = read_table(path, structure_column=structure_column, id_column=id_column)
     except Exception as error:  # a corrupt .gz, bad encoding, ...: the table's own row says why
         message = str(error) if isinstance(error, DataError) else f"{path}: unreadable table ({type(error).__name__}: {error})"
-        yield CrystalInput(name=str(path), error=message)
+        yield CrystalInput(name=str(path), error=" ".join(message.split()))  # one line, whatever the reader said
         return
     if STRUCTURE_COLUMN not in table.column_names:
         yield CrystalInput(name=str(path), error=f"{path}: the table has SCOPE strings but no structure column")

@@ -180,7 +180,8 @@ class CloudProcessor(ProcessorMixin):
 
     def token_ids(self, scope: str, name: str | None = None) -> list[int]:
         """Token ids of a SCOPE string ([CLS]/[SEP] included), checked by [`check_token_ids`]."""
-        input_ids = self.tokenizer(scope)["input_ids"]
+        # verbose=False: transformers' "indexing errors" warning is not printed for a string refused just below
+        input_ids = self.tokenizer(scope, verbose=False)["input_ids"]
         self.check_token_ids(scope, input_ids, name=name)
         return input_ids
 
@@ -256,10 +257,12 @@ def reduced_formula(atomic_numbers: Sequence[int]) -> str:
 
     from pymatgen.core.composition import reduce_formula
 
+    from cloud_hf.composition import quiet_missing_electronegativity
     from cloud_hf.structures import element_symbols
 
     symbols = element_symbols()
-    formula, _ = reduce_formula(Counter(symbols[int(number)] for number in atomic_numbers))
+    with quiet_missing_electronegativity():  # pymatgen orders the symbols by electronegativity: NaN for Ar, ...
+        formula, _ = reduce_formula(Counter(symbols[int(number)] for number in atomic_numbers))
     return formula
 
 

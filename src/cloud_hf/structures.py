@@ -27,10 +27,11 @@ zero occupancies, atoms closer than ``min_distance`` (Å), and isolated clusters
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -43,6 +44,8 @@ from pymatgen.core.periodic_table import Element
 from scipy.spatial import cKDTree
 
 from cloud_hf.errors import CloudError, CrystalInputError, ScopeError
+
+logger = logging.getLogger(__name__)
 
 MIN_INTERATOMIC_DISTANCE = 0.5
 """Default smallest allowed distance between two atoms, in Å; closer atoms are reported as overlapping."""
@@ -105,6 +108,19 @@ def element_symbols() -> tuple[str, ...]:
 def atomic_numbers_by_symbol() -> dict[str, int]:
     """Chemical symbol → atomic number, for Z = 1..118."""
     return {symbol: z for z, symbol in enumerate(element_symbols()) if z}
+
+
+HYDROGEN_ISOTOPES = ("D", "T")
+"""Deuterium and tritium symbols: read as hydrogen (H) in every input (CIF, POSCAR, pymatgen dict), as pymatgen
+reads them, with a logged warning: SCOPE and the models see H, with its mass."""
+
+
+def note_hydrogen_isotopes(symbols: Iterable[str], label: str) -> None:
+    """Log the warning that ``D``/``T`` among ``symbols`` are read as H (:data:`HYDROGEN_ISOTOPES`)."""
+    found = sorted(set(symbols) & set(HYDROGEN_ISOTOPES))
+    if found:
+        logger.warning("%s: %s read as hydrogen (H), as pymatgen reads them; SCOPE and the models see H and its mass",
+                       label, " and ".join(found))
 
 
 def describe_input(obj: Any, name: str | None = None) -> str:
@@ -621,11 +637,14 @@ def _check_dict_elements(data: Mapping, label: str) -> None:
     sites = data.get("sites")
     if not isinstance(sites, list):
         return
+    symbols = []
     for index, site in enumerate(sites):
         for species in site.get("species", []) if isinstance(site, Mapping) else []:
             symbol = species.get("element") if isinstance(species, Mapping) else None
-            if symbol not in atomic_numbers_by_symbol():
+            if symbol not in atomic_numbers_by_symbol() and symbol not in HYDROGEN_ISOTOPES:
                 raise ScopeError(f"{label}: unknown element {symbol!r} at site {index}")
+            symbols.append(symbol)
+    note_hydrogen_isotopes(symbols, label)
 
 
 def _cell_from_dict(data: Mapping, label: str) -> CrystalCell | None:
@@ -638,7 +657,8 @@ def _cell_from_dict(data: Mapping, label: str) -> CrystalCell | None:
             (species,) = site["species"]
             if float(species.get("occu", 1.0)) != 1.0:
                 return None
-            numbers.append(atomic_numbers_by_symbol()[species["element"]])
+            element = species["element"]
+            numbers.append(1 if element in HYDROGEN_ISOTOPES else atomic_numbers_by_symbol()[element])
             frac.append(site["abc"])
         frac_coords = np.asarray(frac, dtype=float).reshape(-1, 3)
     except (KeyError, TypeError, ValueError):
@@ -683,6 +703,7 @@ def _checked_poscar_text(text: str, label: str) -> str:
     species, counts = lines[5].split(), lines[6].split() if len(lines) > 6 else []
     if not counts or not all(token.isdigit() for token in counts):
         return text  # not a POSCAR layout this reader knows: pymatgen says what is wrong
+    note_hydrogen_isotopes(species, label)
     if len(species) != len(counts):
         raise ScopeError(f"{label}: POSCAR line 6 names {len(species)} species ({' '.join(species)}) but line 7 "
                          f"gives {len(counts)} atom counts ({' '.join(counts)}); give one count per species")
@@ -855,6 +876,9 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
     small.determine_and_set_spacegroup(CIF_SYMMETRY_ORDER)
     if small.spacegroup is None and any(len(block.find_values(tag)) for tag in _SYMMETRY_TAGS):
         raise ScopeError(f"{label}: the CIF gives a space group or symmetry operations that cannot be interpreted")
+    if small.spacegroup is not None and small.check_spacegroup().strip():
+        logger.warning("%s", symmetry_disagreement(small, label))
+    _read_hydrogen_isotopes_as_hydrogen(small, label)
     for row, site in enumerate(small.sites, start=1):
         where = f"_atom_site row {row} (label {site.label!r})"
         if site.element.atomic_number == 0:
@@ -875,6 +899,45 @@ def _read_small_structure(text: str, label: str, allow_partial_occupancy: bool) 
             f"{MAX_SITES} sites a cell may have (cloud_hf.structures.MAX_SITES)"
         )
     return small
+
+
+def _read_hydrogen_isotopes_as_hydrogen(small: gemmi.SmallStructure, label: str) -> None:
+    """Sites of D or T (gemmi knows D as Z = 1 but not T) become H, with the note of :func:`note_hydrogen_isotopes`."""
+    symbols = []
+    for site in small.sites:
+        symbol = re.match(r"[A-Za-z]*", site.type_symbol or site.label).group()
+        if site.element.name == "D" or (site.element.atomic_number == 0 and symbol in HYDROGEN_ISOTOPES):
+            symbols.append(symbol if symbol in HYDROGEN_ISOTOPES else "D")
+            site.element = gemmi.Element("H")
+    note_hydrogen_isotopes(symbols, label)
+
+
+def symmetry_disagreement(small: gemmi.SmallStructure, label: str) -> str:
+    """One line saying which of a CIF's symmetry operators, Hall symbol, H-M name and IT number disagree (gemmi's
+    ``check_spacegroup``), what each reads as, and which one was used (the :data:`CIF_SYMMETRY_ORDER` rule)."""
+    def group(spacegroup: gemmi.SpaceGroup | None) -> str:
+        return "not a space group gemmi knows" if spacegroup is None else f"{spacegroup.xhm()} (SG {spacegroup.number})"
+
+    given = []
+    if small.symops:
+        ops = gemmi.GroupOps([gemmi.Op(triplet) for triplet in small.symops])
+        given.append(("symmetry operators", f"symmetry operators ({len(small.symops)}): {group(gemmi.find_spacegroup_by_ops(ops))}"))
+    if small.spacegroup_hall.strip():
+        hall = small.spacegroup_hall.strip()
+        try:
+            from_hall = gemmi.find_spacegroup_by_ops(gemmi.symops_from_hall(hall))
+        except (RuntimeError, ValueError):
+            from_hall = None
+        given.append(("Hall symbol", f"Hall symbol {hall!r}: {group(from_hall)}"))
+    if small.spacegroup_hm.strip():
+        hm = small.spacegroup_hm.strip()
+        given.append(("H-M name", f"H-M name {hm!r}: {group(gemmi.find_spacegroup_by_name(hm))}"))
+    if small.spacegroup_number:
+        given.append(("IT number", f"IT number {small.spacegroup_number}"))
+    used = given[0][0] if given else "IT number"
+    return (f"{label}: the CIF's symmetry disagrees with itself ({'; '.join(text for _, text in given)}); read with "
+            f"the {used}: {group(small.spacegroup)} (rule: symmetry operators, else Hall symbol, else H-M name, "
+            "else IT number)")
 
 
 CELL_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c",

@@ -164,20 +164,27 @@ def property_column(record: dict[str, Any]) -> str:
     return f"{name} [{record['unit']}]" if record.get("unit") else name
 
 
+def has_uncertainty(record: dict[str, Any]) -> bool:
+    """Whether a record's ``std`` is shown: not for a dimensionless value known exactly (unit ``""``, std 0, such
+    as ``unseen_element_share``), which gets neither ``± 0`` nor a ``std`` column."""
+    return "std" in record and not (record["std"] == 0 and not record.get("unit"))
+
+
 def flatten_result(result: dict[str, Any], leave_out: Sequence[str] = (), join_std: bool = False) -> dict[str, Any]:
     """One flat row: input, formula, n_atoms, one column per property (and score, and std), scope, error.
 
     ``leave_out`` names properties to omit (the terminal table shows θ_D, C_v and S only). A record's ``std``
-    gets its own ``... std`` column, or with ``join_std`` is written into the value's cell as ``value ± std``.
+    gets its own ``... std`` column, or with ``join_std`` is written into the value's cell as ``value ± std``
+    (neither where :func:`has_uncertainty` says the value is exact).
     """
     row = {"input": result["input"], "formula": result["formula"], "n_atoms": result["n_atoms"]}
     for record in result["properties"]:
         if record["property"] in leave_out:
             continue
         row[property_column(record)] = record["value"]
-        if "std" in record and join_std:
+        if has_uncertainty(record) and join_std:
             row[property_column(record)] = f"{record['value']:.4g} ± {record['std']:.2g}"
-        elif "std" in record:
+        elif has_uncertainty(record):
             row[f"{property_column(record)} std"] = record["std"]
         if "score" in record:
             row[f"{record['property']}_score"] = record["score"]
