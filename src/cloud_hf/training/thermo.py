@@ -264,6 +264,21 @@ def thermo_splits(data_args: ThermoDataArguments, table: PhononTable) -> tuple[P
     return train_table, validation_table, test_table
 
 
+def fit_thermo(model: PreTrainedModel, tokenizer: Any, training_args: CloudTrainingArguments,
+               temperatures: list[float], members: int, bootstrap: bool, train_examples: list[dict[str, Any]],
+               validation_examples: list[dict[str, Any]] | None) -> PreTrainedModel:
+    """Train ``model`` on the examples with a :class:`ThermoCollator` (label temperatures in K, bootstrap weights
+    per member) on the package's Trainer; returns the trained model."""
+    collator = ThermoCollator(tokenizer.pad_token_id, temperatures, model, members, bootstrap, training_args.seed)
+    training_args.remove_unused_columns = False
+    training_args.prediction_loss_only = True
+    training_args.label_names = ["heat_capacity_labels"]
+    trainer = build_trainer(model, tokenizer, training_args, train_examples, validation_examples, None,
+                            data_collator=collator)
+    trainer.train()
+    return trainer.model
+
+
 def crystal_sets(data_args: ThermoDataArguments) -> tuple[PhononCrystals, PhononCrystals, PhononCrystals,
                                                            list[BadPhononRow]]:
     """Train, validation and test crystals of ``data_args.sources`` (test: the committed ids of every source;
@@ -323,15 +338,8 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
                         thermo_loss_per_crystal=model_args.loss_per_crystal)
     model.config.thermo_agl_trained = False
     members = model.config.thermo_members
-    collator = ThermoCollator(tokenizer.pad_token_id, train.temperatures.tolist(), model, members,
-                              model_args.bootstrap, training_args.seed)
-    training_args.remove_unused_columns = False
-    training_args.prediction_loss_only = True
-    training_args.label_names = ["heat_capacity_labels"]
-    trainer = build_trainer(model, tokenizer, training_args, train_examples,
-                            None if data_args.final_fit else validation_examples, None, data_collator=collator)
-    trainer.train()
-    model = trainer.model
+    model = fit_thermo(model, tokenizer, training_args, train.temperatures.tolist(), members, model_args.bootstrap,
+                       train_examples, None if data_args.final_fit else validation_examples)
 
     ensemble = members > 1
     if ensemble and model_args.std_scale is not None:
@@ -405,15 +413,8 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     if model_args.head != "debye":
         model.config.thermo_agl_trained = "agl" in data_args.labels
     members = getattr(model.config, "thermo_members", 1)
-    collator = ThermoCollator(tokenizer.pad_token_id, temperatures, model, members, model_args.bootstrap,
-                              training_args.seed)
-    training_args.remove_unused_columns = False
-    training_args.prediction_loss_only = True
-    training_args.label_names = ["heat_capacity_labels"]
-    trainer = build_trainer(model, tokenizer, training_args, train_examples,
-                            None if data_args.final_fit else validation_examples, None, data_collator=collator)
-    trainer.train()
-    model = trainer.model
+    model = fit_thermo(model, tokenizer, training_args, temperatures, members, model_args.bootstrap, train_examples,
+                       None if data_args.final_fit else validation_examples)
 
     ensemble = model_args.head != "debye" and members > 1
     if ensemble and model_args.std_scale is not None:
@@ -459,6 +460,7 @@ __all__ = [
     "check_final_fit",
     "dos_prior",
     "evaluate_on",
+    "fit_thermo",
     "thermo_splits",
     "train_thermo",
     "train_thermo_sources",
