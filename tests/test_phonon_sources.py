@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud_hf.errors import CloudDataError
 from cloud_hf.phonons import (
@@ -184,3 +186,47 @@ def test_committed_test_split_of_every_source(crystals):
     assert not set(train.ids) & set(validation.ids)  # a crystal's records of every source on one side
     assert not any("Be" in formula for formula in train.formulas)
     assert len(train) + len(validation) + len(test) == len(table)
+
+
+@given(bins=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=120),
+       steps=st.lists(st.floats(1.0, 80.0, allow_nan=False), min_size=2, max_size=40))
+@settings(max_examples=60, deadline=None)
+def test_histogram_to_grid_keeps_the_modes_on_any_grid(bins, steps):
+    """Property: on any increasing grid that covers the histogram, the point values times their cells hold every
+    mode of the bins (10 cm⁻¹ wide), and no value is negative."""
+    density = np.asarray(bins)
+    grid = 20.0 + np.cumsum(steps)
+    grid = grid[grid >= 0]
+    middle = (grid[1:] + grid[:-1]) / 2.0
+    edges = np.clip(np.r_[grid[0] - (middle[0] - grid[0]), middle, grid[-1] + (grid[-1] - middle[-1])], 0.0, None)
+    points = histogram_to_grid(density, 10.0, grid)
+    assert (points >= 0).all()
+    covered = np.interp(edges[-1], np.arange(len(density) + 1) * 10.0,
+                        np.r_[0.0, np.cumsum(density * 10.0)]) - np.interp(
+        edges[0], np.arange(len(density) + 1) * 10.0, np.r_[0.0, np.cumsum(density * 10.0)])
+    assert float((points * np.diff(edges)).sum()) == pytest.approx(covered, rel=1e-9, abs=1e-9)
+
+
+def test_crystal_metrics_skip_missing_labels_and_split_by_source_and_metals():
+    from cloud_hf.phonons import PhononCrystals
+    from cloud_hf.training.thermo_evaluation import crystal_split_metrics
+
+    temperatures = np.asarray(LABEL_TEMPERATURES)
+    truth = np.full((3, len(temperatures)), 20.0)
+    truth[2] = np.nan  # a JARVIS metal: C_v at 300 K only
+    truth[2, list(temperatures).index(300.0)] = 23.0
+    crystals = PhononCrystals(ids=["a", "b", "c"], sources=["phonondb", "petretto", "jarvis"],
+                              formulas=["NaCl", "MgO", "Al"], n_atoms=np.ones(3), cifs=[""] * 3,
+                              all_metal=np.asarray([False, False, True]), imaginary_fraction=np.zeros(3),
+                              frequencies=np.asarray([20.0, 40.0]), dos=np.zeros((3, 2)), temperatures=temperatures,
+                              heat_capacity=truth, entropy=truth.copy())
+    predicted = np.asarray([[21.0, 21.0], [19.5, 19.5], [22.0, 22.0]])  # at 50 and 300 K
+    std = np.asarray([[0.4, 0.4], [0.6, 0.6], [0.6, 0.6]])
+    prediction = {"heat_capacity": predicted, "heat_capacity_std": std, "entropy": predicted, "entropy_std": std}
+    metrics = crystal_split_metrics(prediction, crystals, [50.0, 300.0])
+    assert metrics["cv_mae_50K"] == pytest.approx(0.75)  # (1 + 0.5) / 2: the metal has no 50 K label
+    assert metrics["cv_mae_300K"] == pytest.approx((1.0 + 0.5 + 1.0) / 3)
+    assert metrics["cv_within_2sigma_300K"] == pytest.approx(2 / 3)  # the first: |error| 1.0 > 2 × 0.4
+    assert metrics["phonondb_cv_mae_300K"] == 1.0 and metrics["petretto_cv_mae_300K"] == 0.5
+    assert metrics["metals_n"] == 1 and metrics["metals_cv_mae_300K"] == 1.0 and "metals_cv_mae_50K" not in metrics
+    assert "jarvis_n" not in metrics  # metals are reported apart, not as a source of non-metals
