@@ -50,7 +50,6 @@ from thermo_peers import (
     PEERS,
     S_TEMPERATURE,
     column_mae,
-    crystal_elements,
     fit_peer,
     peer_features,
     peer_labels,
@@ -87,9 +86,9 @@ def test_splits(train: PhononCrystals, test: PhononCrystals, petretto_test_ids: 
                 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """The scored subsets of ``test`` (name → ``(n_test,)`` bool) and the rare elements that define the shifted
     split (in fewer than :data:`RARE_ELEMENT_SHARE` of the training crystals, or absent from them)."""
-    train_elements = crystal_elements(train)
+    train_elements = train.elements()
     counts = Counter(element for elements in train_elements for element in elements)
-    test_elements = crystal_elements(test)
+    test_elements = test.elements()
     present = sorted({element for elements in test_elements for element in elements})
     rare = [element for element in present if counts[element] < RARE_ELEMENT_SHARE * len(train)]
     has_rare = np.array([bool(elements & set(rare)) for elements in test_elements], dtype=bool)
@@ -191,7 +190,7 @@ def worst_elements(row: Row, truth: np.ndarray, test: PhononCrystals, minimum: i
     column = test.label_column(300.0)
     error = np.abs(row.predicted[:, column] - truth[:, column])
     per_element: dict[str, list[float]] = {}
-    for elements, value in zip(crystal_elements(test), error):
+    for elements, value in zip(test.elements(), error):
         if np.isfinite(value):
             for element in elements:
                 per_element.setdefault(element, []).append(float(value))

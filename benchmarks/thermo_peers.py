@@ -289,13 +289,6 @@ def predict_peer(name: str, model: ColumnRegressors, features: PeerFeatures) -> 
     return model.predict(getattr(features, PEERS[name][0]))
 
 
-def crystal_elements(crystals: PhononCrystals) -> list[frozenset[str]]:
-    """The element symbols of each crystal (from its formula)."""
-    from pymatgen.core import Composition
-
-    return [frozenset(element.symbol for element in Composition(formula).elements) for formula in crystals.formulas]
-
-
 def column_mae(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Mean |error| per column over the rows where both are finite (NaN for a column without any), ``(n_columns,)``
     in the labels' units."""
@@ -305,5 +298,5 @@ def column_mae(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
 
 
-__all__ = ["GB_FEATURES", "PEERS", "STRONG_FEATURES", "ColumnRegressors", "PeerFeatures", "column_mae", "crystal_elements",
+__all__ = ["GB_FEATURES", "PEERS", "STRONG_FEATURES", "ColumnRegressors", "PeerFeatures", "column_mae",
            "crystal_features", "crystal_keys", "fit_peer", "peer_features", "peer_labels", "predict_peer"]

@@ -277,6 +277,10 @@ class PhononCrystals:
         """The crystals where ``keep`` is true."""
         return self.select(np.flatnonzero(np.asarray(keep, dtype=bool)).tolist())
 
+    def elements(self) -> list[frozenset[str]]:
+        """The element symbols of each crystal (from its formula)."""
+        return [frozenset(formula_elements(formula)) for formula in self.formulas]
+
     def source_mask(self, source: str) -> np.ndarray:
         """``(n,)`` bool: the rows of ``source``."""
         return np.asarray([name == source for name in self.sources], dtype=bool)
@@ -322,7 +326,8 @@ def is_all_metal(formula_elements: Sequence[str]) -> bool:
     return not (set(formula_elements) & NON_METAL_ELEMENTS)
 
 
-def _formula_elements(formula: str) -> list[str]:
+def formula_elements(formula: str) -> list[str]:
+    """The element symbols of a formula, in its order (pymatgen ``Composition``)."""
     from pymatgen.core import Composition
 
     return [element.symbol for element in Composition(formula).elements]
@@ -415,7 +420,7 @@ def read_phonondb(path: str | Path = PHONONDB_FILE, grid: Sequence[float] = WIDE
         ids=part["mp_id"].astype(str).tolist(), sources=["phonondb"] * len(part), formulas=part["formula"].tolist(),
         n_atoms=part["n_atoms"].to_numpy(dtype=np.float64), cifs=part["cif"].tolist(),
         all_metal=part["all_metal"].to_numpy(dtype=bool) if "all_metal" in part else
-        np.asarray([is_all_metal(_formula_elements(f)) for f in part["formula"]], dtype=bool),
+        np.asarray([is_all_metal(formula_elements(f)) for f in part["formula"]], dtype=bool),
         imaginary_fraction=part["imaginary_mode_fraction"].to_numpy(dtype=np.float64),
         frequencies=np.asarray(grid, dtype=np.float64), dos=_stack(dos_rows, len(grid)),
         temperatures=np.asarray(LABEL_TEMPERATURES), heat_capacity=_stack(heat_rows, n_temperatures),
@@ -456,7 +461,7 @@ def read_jarvis_metals(path: str | Path = JARVIS_METALS_FILE, grid: Sequence[flo
     return PhononCrystals(
         ids=part["jid"].astype(str).tolist(), sources=["jarvis"] * len(part), formulas=part["formula"].tolist(),
         n_atoms=atoms[keep], cifs=part["cif"].tolist(),
-        all_metal=np.asarray([is_all_metal(_formula_elements(f)) for f in part["formula"]], dtype=bool),
+        all_metal=np.asarray([is_all_metal(formula_elements(f)) for f in part["formula"]], dtype=bool),
         imaginary_fraction=np.full(len(part), np.nan), frequencies=np.asarray(grid, dtype=np.float64),
         dos=np.full((len(part), len(grid)), np.nan), temperatures=temperatures, heat_capacity=heat,
         entropy=np.full_like(heat, np.nan),
@@ -485,7 +490,7 @@ def petretto_crystals(table: PhononTable, grid: Sequence[float] = WIDE_FREQUENCI
     return PhononCrystals(
         ids=list(table.mp_ids), sources=["petretto"] * len(table), formulas=list(table.formulas),
         n_atoms=table.n_atoms.copy(), cifs=list(table.cifs),
-        all_metal=np.asarray([is_all_metal(_formula_elements(f)) for f in table.formulas], dtype=bool),
+        all_metal=np.asarray([is_all_metal(formula_elements(f)) for f in table.formulas], dtype=bool),
         imaginary_fraction=np.full(len(table), np.nan), frequencies=grid, dos=dos, temperatures=temperatures,
         heat_capacity=heat, entropy=entropy,
     )
@@ -560,8 +565,8 @@ def crystals_splits(crystals: PhononCrystals, validation_fraction: float = 0.1, 
     test_ids = set(read_split_ids(test_ids_file))
     is_test = np.asarray([crystal_id in test_ids for crystal_id in crystals.ids], dtype=bool)
     held = set(holdout_elements)
-    shifted = {crystal_id for crystal_id, formula, test in zip(crystals.ids, crystals.formulas, is_test)
-               if held and not test and set(_formula_elements(formula)) & held}
+    shifted = {crystal_id for crystal_id, elements, test in zip(crystals.ids, crystals.elements(), is_test)
+               if not test and elements & held} if held else set()
     rest = sorted({crystal_id for crystal_id, test in zip(crystals.ids, is_test) if not test} - shifted)
     random.Random(seed).shuffle(rest)
     validation_ids = set(rest[:math.ceil(validation_fraction * len(rest))]) | shifted
@@ -580,6 +585,7 @@ __all__ += [
     "BadPhononRow",
     "PhononCrystals",
     "crystals_splits",
+    "formula_elements",
     "histogram_to_grid",
     "is_all_metal",
     "load_phonon_crystals",

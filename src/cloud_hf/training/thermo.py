@@ -332,7 +332,7 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
                 len(train_examples), ", ".join(data_args.sources), len(bad), len(validation_examples))
 
     set_seed(training_args.seed)
-    elements = sorted({element for formula in train.formulas for element in _elements(formula)})
+    elements = sorted(frozenset().union(*train.elements()))
     model = build_model(model_args, train_examples, tokenizer, thermo_frequencies=WIDE_FREQUENCIES,
                         thermo_sources=sources, thermo_training_elements=elements,
                         thermo_loss_per_crystal=model_args.loss_per_crystal)
@@ -377,12 +377,6 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
     if test_metrics is not None:
         logger.info("test %s", json.dumps(test_metrics))
     return ThermoRun(model, tokenizer, validation_metrics, test_metrics, output_dir)
-
-
-def _elements(formula: str) -> list[str]:
-    from pymatgen.core import Composition
-
-    return [element.symbol for element in Composition(formula).elements]
 
 
 def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArguments,
