@@ -136,44 +136,28 @@ def model_row(folder: Path, test: PhononCrystals, label: str) -> Row:
     ``label`` and the model's head; crystals that fail to encode are counted and left as NaN rows."""
     from transformers import AutoTokenizer
 
-    from cloud_hf.errors import CloudError
     from cloud_hf.modeling_cloud_thermo import CloudThermoModel
-    from cloud_hf.training.thermo_data import encode_crystals
-    from cloud_hf.training.thermo_evaluation import predict_thermo
+    from cloud_hf.training.thermo_data import crystal_examples
+    from cloud_hf.training.thermo_evaluation import crystal_prediction
 
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = CloudThermoModel.from_pretrained(folder)
-    readable, token_ids, cells = [], [], []
-    for row, (cif, crystal_id) in enumerate(zip(test.cifs, test.ids)):
-        try:
-            ids, cell = encode_crystals(tokenizer, [cif], [crystal_id])
-        except CloudError as error:
-            logging.getLogger(__name__).warning("%s: %s", folder.name, error)
-            continue
-        readable.append(row)
-        token_ids += ids
-        cells.append(cell)
-    if not readable:
-        return Row(label, np.full((len(test), len(test.temperatures) + 1), np.nan), unreadable=len(test),
-                   seconds=time.perf_counter() - started)
-    prediction = predict_thermo(model, token_ids, test.n_atoms[readable], test.temperatures.tolist(),
-                                tokenizer.pad_token_id, cell_features=np.concatenate(cells))
+    examples, unreadable = crystal_examples(test, tokenizer, labels=[])  # the recipe's encoding, errors per crystal
+    for bad in unreadable:
+        logging.getLogger(__name__).warning("%s: %s: %s", folder.name, bad.id, bad.reason)
+    prediction = crystal_prediction(model, examples, test, test.temperatures.tolist())  # per atom, NaN unread
     s_column = test.label_column(S_TEMPERATURE)
-    atoms = test.n_atoms[readable, None]
 
-    def per_atom(heat: str, entropy: str) -> np.ndarray | None:
-        if heat not in prediction:
-            return None
-        values = np.full((len(test), len(test.temperatures) + 1), np.nan)
-        values[readable] = np.column_stack([prediction[heat], prediction[entropy][:, s_column]]) / atoms
-        return values
+    def per_atom(heat: str, entropy: str) -> np.ndarray:
+        return np.column_stack([prediction[heat], prediction[entropy][:, s_column]])
 
     config = model.config
     name = f"{label} ({config.thermo_members} × {config.thermo_head})"
     std = per_atom("heat_capacity_std", "entropy_std")
-    return Row(name, per_atom("heat_capacity", "entropy"), std if std is not None and np.nanmax(std) > 0 else None,
-               unreadable=len(test) - len(readable), seconds=time.perf_counter() - started)
+    spread = bool(examples) and np.nanmax(std) > 0
+    return Row(name, per_atom("heat_capacity", "entropy"), std if spread else None, unreadable=len(unreadable),
+               seconds=time.perf_counter() - started)
 
 
 def coverage(row: Row, truth: np.ndarray, rows: np.ndarray, sigmas: float) -> np.ndarray:
