@@ -589,3 +589,26 @@ def test_sources_smoke_recipe_trains_on_every_source_and_reports_per_source(tmp_
     bad = (tmp_path / "bad_rows_phonons.csv").read_text().splitlines()
     assert bad[0] == "source,file,row,id,reason" and any("unstable:" in line for line in bad[1:])
     assert len(list((tmp_path / "cache").glob("crystal_encodings_*.json"))) == 1
+
+
+def test_sources_final_fit_encodes_only_what_it_trains_on_and_reports_each_bad_row_once(tmp_path):
+    """A final fit trains on the validation crystals: it encodes the crystals it trains on, not the validation
+    carve a second time (a crystal of it that could not be encoded was two lines of the bad-rows file)."""
+    import json
+
+    import pandas as pd
+
+    from cloud_hf.phonons import PHONONDB_FILE
+    from cloud_hf.training.thermo import train_thermo
+
+    if not PHONONDB_FILE.is_file():
+        pytest.skip(f"{PHONONDB_FILE} is not present")
+    data, model, training = parse_options(["recipes/configs/thermo_sources_smoke.yaml", "--output_dir",
+                                           str(tmp_path), "--cache_dir", str(tmp_path / "cache"), "--final_fit",
+                                           "true", "--std_scale", "2.0", "--unseen_element_std", "0.1"])
+    run = train_thermo(data, model, training, evaluate_test=False)
+    assert run.validation_metrics is None and run.model.config.thermo_std_scale == 2.0
+    bad = pd.read_csv(tmp_path / "bad_rows_phonons.csv")
+    assert len(bad) > 0 and not bad.duplicated(["source", "id"]).any()
+    (cache,) = (tmp_path / "cache").glob("crystal_encodings_*.json")
+    assert len(json.loads(cache.read_text())) == data.max_train_rows  # the 64 training crystals, nothing else

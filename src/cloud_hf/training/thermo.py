@@ -321,7 +321,8 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
     sources = list(SOURCES) if model_args.source_embedding else None
     cache = data_args.cache_dir
     train_examples, bad_train = crystal_examples(train, tokenizer, data_args.labels, sources, cache)
-    validation_examples, bad_validation = crystal_examples(validation, tokenizer, data_args.labels, sources, cache)
+    validation_examples, bad_validation = (  # a final fit trains on the validation crystals: already encoded above
+        ([], []) if data_args.final_fit else crystal_examples(validation, tokenizer, data_args.labels, sources, cache))
     test_examples, bad_test = (crystal_examples(test, tokenizer, data_args.labels, sources, cache) if evaluate_test
                                else ([], []))
     bad += bad_train + bad_validation + bad_test

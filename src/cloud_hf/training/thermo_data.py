@@ -106,6 +106,7 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
     CIF's hash (encoding takes ~60 ms per phonondb crystal: 9 minutes for the table)."""
     processor = crystal_processor(tokenizer)
     cache_path, cache = _encoding_cache(tokenizer, cache_dir)
+    cached = len(cache)
     examples, bad = [], []
     for row, (crystal_id, cif) in enumerate(zip(crystals.ids, crystals.cifs)):
         key = f"{crystals.sources[row]}:{crystal_id}:{hashlib.sha256(cif.encode()).hexdigest()[:16]}"
@@ -134,7 +135,7 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
         if sources is not None:
             example["source_ids"] = sources.index(crystals.sources[row])
         examples.append(example)
-    if cache_path is not None:
+    if cache_path is not None and len(cache) > cached:  # rewritten only when a crystal was encoded anew
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache_path.write_text(json.dumps(cache))
     return examples, bad
