@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pymatgen.core import Lattice, Structure
 
 from cloud_hf.errors import CloudDataError
 from cloud_hf.phonons import (
@@ -35,23 +36,8 @@ from cloud_hf.thermodynamics import dos_thermodynamics
 needs_data = pytest.mark.skipif(not (PHONONDB_FILE.is_file() and JARVIS_METALS_FILE.is_file()
                                      and DEFAULT_PHONON_FILE.is_file()),
                                 reason=f"the phonon data ({PHONONDB_FILE.parent}) is not present")
-NACL_CIF = """data_NaCl
-_cell_length_a 5.64
-_cell_length_b 5.64
-_cell_length_c 5.64
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'F m -3 m'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Na1 Na 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-"""
+NACL_CIF = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(
+    fmt="cif")
 
 
 @pytest.fixture(scope="module")
