@@ -41,7 +41,7 @@ import pyarrow as pa
 from pymatgen.core import Structure
 
 from cloud_hf.errors import CloudDataError, CrystalInputError
-from cloud_hf.structures import CIF_SUFFIXES, POSCAR_FILE_NAME
+from cloud_hf.formats import TAB_SEPARATED_SUFFIXES, is_gzipped, is_structure_file_name, table_format
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ SCOPE_COLUMN = "scope"
 ERROR_COLUMN = "error"
 SCOPE_ERROR_COLUMN = "scope_error"
 SOURCE_COLUMN = "source"
-#: Suffixes of tab-separated tables: refused with a message that says so (tables are comma-separated CSV).
-TAB_SEPARATED_SUFFIXES = (".tsv", ".tab")
 
 #: Column names tried, in order, when no structure column is named.
 STRUCTURE_COLUMN_CANDIDATES = ("structure", "cif", "poscar", "atoms")
@@ -74,7 +72,7 @@ DataError = CloudDataError
 
 
 def _open_text(path: Path) -> str:
-    opener = gzip.open if path.suffix == ".gz" else open
+    opener = gzip.open if is_gzipped(path) else open
     with opener(path, "rt", encoding="utf-8") as handle:
         return handle.read()
 
@@ -82,10 +80,10 @@ def _open_text(path: Path) -> str:
 def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
     """Read a CSV / JSON / JSONL file (optionally gzipped) into a DataFrame; id columns (``id_column`` and the
     :data:`ID_COLUMN_CANDIDATES`) keep their values as written (text, not numbers: ``007`` stays ``007``)."""
-    name = path.name.lower().removesuffix(".gz")
+    kind = table_format(path)
     id_names = [*([id_column] if id_column else []), *ID_COLUMN_CANDIDATES]
-    if name.endswith(".csv"):
-        opener = gzip.open if path.suffix == ".gz" else open
+    if kind == "csv":
+        opener = gzip.open if is_gzipped(path) else open
         with opener(path, "rt", encoding="utf-8") as handle:
             first_line = handle.readline()
             header = handle.readline() if first_line.startswith("#") else first_line
@@ -95,12 +93,12 @@ def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
             return pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str))
         except pd.errors.ParserError as error:  # pandas' message ends in a newline: one line, naming the file
             raise DataError(f"{path}: not a comma-separated table ({' '.join(str(error).split())})") from error
-    if name.endswith(TAB_SEPARATED_SUFFIXES):
+    if kind == "tsv":
         raise DataError(f"{path}: a tab-separated table; tables are read as comma-separated CSV (save it as .csv "
                         "with commas)")
-    if name.endswith(".jsonl"):
+    if kind == "jsonl":
         return _read_json_lines(path, id_names)
-    if name.endswith(".json"):
+    if kind == "json":
         content = json.loads(_open_text(path))
         if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
             frame = pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
@@ -226,8 +224,7 @@ def _read_json_lines(path: Path, id_names: Sequence[str] = ()) -> pd.DataFrame:
 
 def _read_folder(path: Path) -> pd.DataFrame:
     """One row per CIF or POSCAR file in ``path`` (sorted by name); the file name is the row id."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and
-                   (p.suffix.lower() in CIF_SUFFIXES or POSCAR_FILE_NAME.search(p.name)))
+    files = sorted(p for p in path.iterdir() if p.is_file() and is_structure_file_name(p))
     if not files:
         raise DataError(f"{path}: no CIF (*.cif) or POSCAR (POSCAR*, CONTCAR*, *.vasp) files in the folder")
     return pd.DataFrame({ID_COLUMN: [p.name for p in files],
@@ -484,6 +481,7 @@ def label_statistics(dataset: datasets.Dataset, label_columns: Sequence[str]) ->
 
 
 __all__ = [
+    "TAB_SEPARATED_SUFFIXES",
     "DataError",
     "TokenMapper",
     "add_scope_column",

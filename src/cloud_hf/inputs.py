@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_hf.data import CIF_SUFFIXES, STRUCTURE_COLUMN, TAB_SEPARATED_SUFFIXES, DataError, read_table
+from cloud_hf.data import STRUCTURE_COLUMN, DataError, read_table
 from cloud_hf.errors import CrystalInputError
+from cloud_hf.formats import TABLE_SUFFIXES, is_cif_file_name, table_format
 from cloud_hf.structures import cif_blocks
-
-TABLE_SUFFIXES = (".csv", ".json", ".jsonl")
-"""File suffixes read as tables of crystals (optionally ``.gz``-compressed); any other file is one structure."""
 
 
 @dataclass
@@ -81,9 +79,9 @@ def _crystals_in_file(path: Path, structure_column: str | None, id_column: str |
         yield CrystalInput(name=str(path), error=f"{path}: no such file or folder")
     elif not path.is_file():
         yield CrystalInput(name=str(path), error=f"{path}: not a regular file")
-    elif path.name.lower().removesuffix(".gz").endswith((*TABLE_SUFFIXES, *TAB_SEPARATED_SUFFIXES)):
+    elif table_format(path) is not None:
         yield from _crystals_in_table(path, structure_column, id_column)
-    elif path.suffix.lower() in CIF_SUFFIXES:
+    elif is_cif_file_name(path):
         yield from _crystals_in_cif(path)
     else:
         yield CrystalInput(name=str(path), crystal=path)

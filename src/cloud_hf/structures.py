@@ -1,15 +1,21 @@
 """Turn any crystal input into a validated structure; every failure is a ``CrystalInputError`` naming the input.
 
 Accepted inputs: a pymatgen ``Structure``, an ASE ``Atoms``, a pymatgen structure dict
-(``Structure.as_dict()``), CIF text, POSCAR text, a path (``str`` / ``Path``) to a CIF, POSCAR or any other
-file pymatgen reads, or a :class:`CrystalCell` already read by :func:`load_cell`.
+(``Structure.as_dict()``) or its JSON text, CIF text, POSCAR text, the text of ``str(Structure)``, a path
+(``str`` / ``Path``) to a CIF, POSCAR or any other file pymatgen reads, or a :class:`CrystalCell` already read
+by :func:`load_cell`.
 
-Two entry points:
+Each input format is one :class:`CrystalReader`, registered under its name with :func:`register_reader` (in the
+manner of pymatgen's and ASE's format registries): it recognises an input by type, file name or text content
+and reads it. Both entry points go through the same registry, in the same order (:func:`crystal_readers`):
 
 * :func:`load_structure` returns a pymatgen ``Structure`` (what the reference encoder and most users
   want);
 * :func:`load_cell` returns a :class:`CrystalCell` of plain numpy arrays, the fast path of the canonical
-  encoder.
+  encoder (a reader's ``to_cell``, else the arrays of its ``to_structure``).
+
+A new format is one reader and one :func:`register_reader` call; the file-name rules of the built-in ones live
+in :mod:`cloud_hf.formats`.
 
 CIF files are read with gemmi (:func:`read_cif_cell`): its symmetry comes from the operator loop, else the
 Hall symbol, else the Hermann–Mauguin name, else the International Tables number (gemmi's ``"S.H1N"``
@@ -21,7 +27,7 @@ block its own row).
 Both entry points apply the same checks (:func:`validate_cell`): no sites, more than :data:`MAX_SITES`
 sites, NaN/inf or absurdly large lattice or coordinates, a degenerate cell, unknown elements, partial or
 zero occupancies, atoms closer than ``min_distance`` (Å), and isolated clusters (molecules in a box, see
-:func:`isolated_cluster_gaps`).
+:func:`cloud_hf.geometry.isolated_cluster_gaps`).
 """
 
 from __future__ import annotations
@@ -31,9 +37,9 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +47,19 @@ import gemmi
 import numpy as np
 from pymatgen.core import Lattice, Molecule, Structure
 from pymatgen.core.periodic_table import Element
-from scipy.spatial import cKDTree
 
-from cloud_hf.errors import CloudError, CrystalInputError, ScopeError
+from cloud_hf.errors import CloudConfigError, CloudError, CrystalInputError, ScopeError
+from cloud_hf.formats import CIF_SUFFIXES, POSCAR_FILE_NAME, is_cif_file_name, is_poscar_file_name
+from cloud_hf.geometry import (
+    MAX_IMAGE_SHIFTS,
+    MIN_INTERATOMIC_DISTANCE,
+    closest_pair,
+    interplanar_spacings,
+    isolated_cluster_gaps,
+    nearest_neighbour_distances,
+)
 
 logger = logging.getLogger(__name__)
-
-MIN_INTERATOMIC_DISTANCE = 0.5
-"""Default smallest allowed distance between two atoms, in Å; closer atoms are reported as overlapping."""
 
 MIN_CELL_VOLUME = 1e-3
 """Smallest accepted cell volume, in Å³."""
@@ -70,12 +81,6 @@ not a crystal: bulk crystals, including molecular and van der Waals ones, leave 
 atomic planes. Slabs (vacuum in one direction) and wires (two) are accepted."""
 
 MAX_ATOMIC_NUMBER = 118
-
-MAX_IMAGE_SHIFTS = 1000
-"""Most periodic-image shifts a neighbour search builds in the cell as given; beyond it (a cell setting so oblique
-that its lattice planes lie far closer together than its vectors are long: a 3 Å simple cubic crystal written
-with b′ = b + 3000·a needed 2.4·10⁵ shifts and 0.3 s for its nearest neighbours, and the count grows without bound
-with the obliqueness) the search runs in the LLL-reduced basis of the same lattice (1 ms there)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,80 @@ def describe_input(obj: Any, name: str | None = None) -> str:
     return type(obj).__name__
 
 
+@dataclass(frozen=True)
+class CrystalReader:
+    """One input format: how an input in it is recognised, and how it is read.
+
+    Attributes:
+        name: the format's name in the registry (``"cif"``, ``"poscar"``, ...).
+        recognise: ``recognise(obj, label)``: what the readers below take from ``obj`` (the object itself, the
+            text of a file, a decoded dict), or ``None`` where ``obj`` is not in this format. It recognises by
+            type, by file name or by text content, and may raise ``CrystalInputError`` for an input that is in
+            this format but cannot be read (malformed JSON text).
+        to_structure: ``to_structure(source, label, allow_partial_occupancy)``: an unvalidated pymatgen
+            ``Structure``. Only a reader that refuses disorder itself needs the flag; :func:`load_structure`
+            checks the sites' occupancies after any reader.
+        to_cell: ``to_cell(source, label)``: an unvalidated :class:`CrystalCell` read without pymatgen, or
+            ``None`` where this input needs pymatgen after all; ``None`` (no fast path): the arrays of
+            ``to_structure``'s structure.
+        fallback: whether the reader takes any input of its kind (any multi-line text, any file); fallbacks are
+            tried after every other reader.
+    """
+
+    name: str
+    recognise: Callable[[Any, str], Any]
+    to_structure: Callable[[Any, str, bool], Structure]
+    to_cell: Callable[[Any, str], CrystalCell | None] | None = None
+    fallback: bool = False
+
+
+_READERS: list[CrystalReader] = []
+"""The registered readers, in registration order."""
+
+
+def register_reader(reader: CrystalReader) -> None:
+    """Add ``reader`` to the registry: tried after the readers registered before it, and before the fallbacks
+    (unless it is one). ``CloudConfigError`` where a reader of that name is registered already."""
+    if any(known.name == reader.name for known in _READERS):
+        raise CloudConfigError(f"a crystal reader named {reader.name!r} is registered already; unregister it first")
+    _READERS.append(reader)
+
+
+def unregister_reader(name: str) -> CrystalReader:
+    """Remove the reader registered as ``name`` and return it; ``CloudConfigError`` where there is none."""
+    reader = next((known for known in _READERS if known.name == name), None)
+    if reader is None:
+        raise CloudConfigError(f"no crystal reader named {name!r}; registered: {[r.name for r in _READERS]}")
+    _READERS.remove(reader)
+    return reader
+
+
+def crystal_readers() -> tuple[CrystalReader, ...]:
+    """The registered readers in the order an input is offered to them (the first that recognises it reads it):
+    in registration order, the fallbacks last."""
+    return (*(r for r in _READERS if not r.fallback), *(r for r in _READERS if r.fallback))
+
+
+def _recognise(obj: Any, label: str) -> tuple[CrystalReader, Any]:
+    """The first reader that recognises ``obj``, and what it took from ``obj``; the one dispatch of
+    :func:`load_structure` and :func:`load_cell`."""
+    for reader in crystal_readers():
+        source = reader.recognise(obj, label)
+        if source is not None:
+            return reader, source
+    raise ScopeError(
+        f"{label}: unsupported input type {type(obj).__name__} (expected a pymatgen Structure, ASE Atoms, "
+        "pymatgen dict, CIF text or a path)"
+    )
+
+
+def input_format(obj: Any, name: str | None = None) -> str:
+    """The name of the reader that reads ``obj`` (``"cif"``, ``"poscar"``, ...); ``CrystalInputError`` where none does."""
+    label = describe_input(obj, name)
+    with _as_crystal_input_error(label):
+        return _recognise(obj, label)[0].name
+
+
 def load_structure(
     obj: Any,
     name: str | None = None,
@@ -168,12 +247,8 @@ def load_structure(
     """
     label = describe_input(obj, name)
     with _as_crystal_input_error(label):
-        obj = _decode_json_text(obj, label)
-        cif_text = _cif_text_of(obj, label)
-        if cif_text is not None:
-            structure = _structure_from_cif(cif_text, label, allow_partial_occupancy)
-        else:
-            structure = _to_structure(obj, label)
+        reader, source = _recognise(obj, label)
+        structure = reader.to_structure(source, label, allow_partial_occupancy)
         validate_cell(_structure_arrays(structure, label, allow_partial_occupancy), min_distance=min_distance)
         return structure
 
@@ -186,22 +261,10 @@ def load_cell(obj: Any, name: str | None = None, min_distance: float = MIN_INTER
     """
     label = describe_input(obj, name)
     with _as_crystal_input_error(label):
-        if isinstance(obj, CrystalCell):
-            validate_cell(obj, min_distance=min_distance)
-            return obj
-        obj = _decode_json_text(obj, label)
-        cell = None
-        cif_text = _cif_text_of(obj, label)
-        if cif_text is not None:
-            cell = read_cif_cell(cif_text, label)
-            if cell is None:
-                cell = _structure_arrays(_parse_with_pymatgen(cif_text, "cif", label), label)
-        elif isinstance(obj, Mapping):
-            cell = _cell_from_dict(obj, label)
-        elif _is_ase_atoms(obj):
-            cell = _cell_from_ase(obj, label)
+        reader, source = _recognise(obj, label)
+        cell = reader.to_cell(source, label) if reader.to_cell is not None else None
         if cell is None:
-            cell = _structure_arrays(_to_structure(obj, label), label)
+            cell = _structure_arrays(reader.to_structure(source, label, False), label)
         validate_cell(cell, min_distance=min_distance)
         return cell
 
@@ -284,106 +347,6 @@ def validate_cell(cell: CrystalCell, min_distance: float = MIN_INTERATOMIC_DISTA
         )
 
 
-def interplanar_spacings(lattice: np.ndarray) -> np.ndarray:
-    """Distance between neighbouring lattice planes (100), (010), (001), in Å: ``1 / |b_i|`` of the reciprocal
-    vectors (without 2π)."""
-    return 1.0 / np.linalg.norm(np.linalg.inv(lattice).T, axis=1)
-
-
-def isolated_cluster_gaps(lattice: np.ndarray, frac_coords: np.ndarray) -> list[float]:
-    """Thickness, in Å, of the thickest atom-free slab parallel to each pair of lattice vectors.
-
-    For lattice direction ``i`` the fractional coordinates ``x_i`` (wrapped into [0, 1)) are sorted; the
-    largest periodic gap between neighbours times the plane spacing ``d_i`` is the slab thickness.
-    O(n log n); a molecule in a box has a thick slab in all three directions.
-    """
-    wrapped = np.sort(np.mod(frac_coords, 1.0), axis=0)
-    cyclic = np.vstack([wrapped, wrapped[:1] + 1.0])
-    return (np.diff(cyclic, axis=0).max(axis=0) * interplanar_spacings(lattice)).tolist()
-
-
-def _periodic_images(lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Cartesian points (Å) of the sites (wrapped into the cell, first ``n`` rows, in order) and of their periodic
-    images within ``cutoff`` Å of the cell, with the site each point is an image of: ``(points, owners)``."""
-    n_sites = len(frac_coords)
-
-    def fractional_reach(cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The cutoff in fractional units per direction of ``cell``, and the whole image shifts that cover it."""
-        skin = cutoff / interplanar_spacings(cell)
-        return skin, np.ceil(skin).astype(int)
-
-    skin, reach = fractional_reach(lattice)
-    if np.prod(2 * reach + 1) > MAX_IMAGE_SHIFTS:  # an oblique cell setting: search in the LLL-reduced basis of the
-        mapping = Lattice(lattice).lll_mapping  # same lattice (reduced = mapping @ lattice; the same points)
-        lattice, frac_coords = mapping @ lattice, frac_coords @ np.linalg.inv(mapping)
-        skin, reach = fractional_reach(lattice)
-    wrapped = np.mod(frac_coords, 1.0)
-    shifts = _image_shifts(*(int(r) for r in reach))  # every shift but the cell itself, all at once (a Python loop
-    images = wrapped[None, :, :] + shifts[:, None, :]  # over the shifts took 4 ms of the 6.6 ms per phonon crystal)
-    near = np.all((images > -skin) & (images < 1.0 + skin), axis=2)  # (shifts, sites)
-    points = np.concatenate([wrapped, images[near]])
-    owners = np.concatenate([np.arange(n_sites), np.nonzero(near)[1]])
-    return points @ lattice, owners
-
-
-@lru_cache(maxsize=256)
-def _image_shifts(reach_a: int, reach_b: int, reach_c: int) -> np.ndarray:
-    """The whole-cell shifts ``(i, j, k)``, ``|i| ≤ reach_a`` …, but ``(0, 0, 0)``, in C order, ``(n, 3)`` (read-only).
-
-    Cached: a reach comes back for most crystals, and building the grid (meshgrid, stack, filter) was a quarter of
-    the neighbour search's time (validation plus cell descriptors 0.71 → 0.55 ms per AFLOW crystal).
-    """
-    shifts = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in (reach_a, reach_b, reach_c)), indexing="ij"),
-                      -1).reshape(-1, 3)
-    shifts = shifts[shifts.any(axis=1)]
-    shifts.flags.writeable = False
-    return shifts
-
-
-def closest_pair(
-    lattice: np.ndarray, frac_coords: np.ndarray, cutoff: float = MIN_INTERATOMIC_DISTANCE
-) -> tuple[int, int, float] | None:
-    """The two sites closest to each other under periodic boundaries, among pairs closer than ``cutoff`` (Å).
-
-    Returns ``(i, j, distance in Å)`` with ``i <= j`` (``i == j``: a site and its own periodic image), or
-    ``None`` when no two sites are closer than ``cutoff``. A neighbour search, O(n log n) in time and O(n)
-    in memory: the sites, plus their periodic images within ``cutoff`` of the cell, go into a KD-tree
-    (scipy's ``cKDTree``), which returns only the pairs within ``cutoff``. (pymatgen's
-    ``find_points_in_spheres`` does the same job but crashed the interpreter on a cell with two atoms on
-    one spot, so it is not used for a check meant for hostile inputs.)
-    """
-    n_sites = len(frac_coords)
-    if n_sites == 0 or cutoff <= 0:
-        return None
-    all_cart, owner = _periodic_images(lattice, frac_coords, cutoff)
-    pairs = cKDTree(all_cart[:n_sites]).sparse_distance_matrix(
-        cKDTree(all_cart), cutoff, output_type="ndarray"
-    )
-    pairs = pairs[pairs["i"] != pairs["j"]]  # a site paired with itself (not an image)
-    if len(pairs) == 0:
-        return None
-    best = pairs[np.argmin(pairs["v"])]
-    i, j = int(best["i"]), int(owner[best["j"]])
-    return min(i, j), max(i, j), float(best["v"])
-
-
-def nearest_neighbour_distances(lattice: np.ndarray, frac_coords: np.ndarray) -> np.ndarray:
-    """Each site's distance to its nearest other atom (its own periodic images included), in Å, ``(n_sites,)``.
-
-    The same KD-tree search as :func:`closest_pair`; the search radius starts at twice the cube root of the
-    volume per atom (beyond the nearest neighbour of any bulk crystal) and doubles until every site has one.
-    """
-    n_sites = len(frac_coords)
-    cutoff = 2.0 * (abs(float(np.linalg.det(lattice))) / max(n_sites, 1)) ** (1.0 / 3.0)
-    while True:
-        points, _ = _periodic_images(lattice, frac_coords, cutoff)
-        distances, _ = cKDTree(points).query(points[:n_sites], k=2, distance_upper_bound=cutoff)
-        nearest = distances[:, 1]  # column 0 is the site itself
-        if np.all(np.isfinite(nearest)):
-            return nearest
-        cutoff *= 2.0
-
-
 def structure_from_pmg_str(text: str) -> Structure:
     """Parse the text of ``str(Structure)`` (pymatgen's table: ``abc``, ``angles``, then one site per row).
 
@@ -427,69 +390,101 @@ def structure_from_pmg_str(text: str) -> Structure:
     return Structure(Lattice.from_parameters(*abc, *angles), species, coordinates)
 
 
-# --- conversions ------------------------------------------------------------------------------------
+# --- readers: one per input format, registered at the end of this module in recognition order -------
 
 
-def _decode_json_text(obj: Any, label: str) -> Any:
-    """JSON text of a pymatgen dict (as stored in CSV columns) → the dict; anything else unchanged."""
+def _instance_of(kind: type | tuple[type, ...]) -> Callable[[Any, str], Any]:
+    """A ``recognise`` function that takes an input of type ``kind`` as it is."""
+    def recognise(obj: Any, label: str) -> Any:
+        return obj if isinstance(obj, kind) else None
+    return recognise
+
+
+def _dict_source(obj: Any, label: str) -> Mapping | None:
+    """A pymatgen structure dict, or its JSON text (as stored in CSV columns) decoded; ``None`` for anything else."""
+    if isinstance(obj, Mapping):
+        return obj
     if isinstance(obj, str) and obj.lstrip().startswith("{"):
         try:
             return json.loads(obj)
         except json.JSONDecodeError as error:
             raise ScopeError(f"{label}: malformed JSON structure text: {error}") from error
-    return obj
+    return None
 
 
-def _to_structure(obj: Any, label: str) -> Structure:
-    """Any accepted input → pymatgen ``Structure`` (unvalidated)."""
-    if isinstance(obj, Structure):
-        return obj
-    if isinstance(obj, CrystalCell):
-        return Structure(obj.lattice, obj.atomic_numbers.tolist(), obj.frac_coords)
-    if isinstance(obj, Molecule):
-        raise ScopeError(f"{label}: non-periodic input (a Molecule); SCOPE needs a periodic crystal")
-    if _is_ase_atoms(obj):
-        _check_periodic_atoms(obj, label)
-        from pymatgen.io.ase import AseAtomsAdaptor
+def _structure_from_dict(data: Mapping, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    if data.get("@class") == "Molecule" or ("sites" in data and "lattice" not in data):
+        raise ScopeError(f"{label}: non-periodic input (a Molecule dict); SCOPE needs a periodic crystal")
+    _check_dict_elements(data, label)
+    try:
+        return Structure.from_dict(data)
+    except Exception as error:
+        raise ScopeError(f"{label}: malformed pymatgen structure dict: {_reason(error)}") from error
 
-        try:
-            return AseAtomsAdaptor.get_structure(obj)
-        except Exception as error:
-            raise ScopeError(f"{label}: cannot convert the ASE Atoms: {error}") from error
-    if isinstance(obj, Mapping):
-        if obj.get("@class") == "Molecule" or ("sites" in obj and "lattice" not in obj):
-            raise ScopeError(f"{label}: non-periodic input (a Molecule dict); SCOPE needs a periodic crystal")
-        _check_dict_elements(obj, label)
-        try:
-            return Structure.from_dict(obj)
-        except Exception as error:
-            raise ScopeError(f"{label}: malformed pymatgen structure dict: {_reason(error)}") from error
-    if isinstance(obj, str) and obj.lstrip().startswith("Full Formula"):  # the text of str(Structure)
-        try:
-            return structure_from_pmg_str(obj)
-        except ValueError as error:
-            raise ScopeError(f"{label}: malformed str(Structure) text: {error}") from error
-    if isinstance(obj, str) and "\n" in obj:  # any other text that is not CIF is read as POSCAR
-        return _parse_with_pymatgen(_checked_poscar_text(obj, label), "poscar", label)
-    if isinstance(obj, (str, Path)):
-        path = Path(obj)
-        if not _is_file(path):
-            raise ScopeError(f"{label}: no such file" + (", and not CIF text" if isinstance(obj, str) else ""))
-        try:
-            if POSCAR_FILE_NAME.search(path.name):
-                text = _checked_poscar_text(_read_text(path, label), label)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return Structure.from_str(text, fmt="poscar")
-            return Structure.from_file(path)
-        except CloudError:
-            raise
-        except Exception as error:
-            raise ScopeError(f"{label}: unreadable structure file: {_reason(error)}") from error
-    raise ScopeError(
-        f"{label}: unsupported input type {type(obj).__name__} (expected a pymatgen Structure, ASE Atoms, "
-        "pymatgen dict, CIF text or a path)"
-    )
+
+def _structure_as_given(structure: Structure, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    return structure
+
+
+def _structure_from_cell(cell: CrystalCell, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    return Structure(cell.lattice, cell.atomic_numbers.tolist(), cell.frac_coords)
+
+
+def _cell_as_given(cell: CrystalCell, label: str) -> CrystalCell:
+    return cell
+
+
+def _refuse_molecule(molecule: Molecule, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    raise ScopeError(f"{label}: non-periodic input (a Molecule); SCOPE needs a periodic crystal")
+
+
+def _ase_source(obj: Any, label: str) -> Any:
+    return obj if _is_ase_atoms(obj) else None
+
+
+def _structure_from_ase(atoms: Any, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    _check_periodic_atoms(atoms, label)
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    try:
+        return AseAtomsAdaptor.get_structure(atoms)
+    except Exception as error:
+        raise ScopeError(f"{label}: cannot convert the ASE Atoms: {error}") from error
+
+
+def _pmg_str_source(obj: Any, label: str) -> str | None:
+    """The text of ``str(Structure)``: it opens with its ``Full Formula`` line."""
+    return obj if isinstance(obj, str) and obj.lstrip().startswith("Full Formula") else None
+
+
+def _structure_from_pmg_str_text(text: str, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    try:
+        return structure_from_pmg_str(text)
+    except ValueError as error:
+        raise ScopeError(f"{label}: malformed str(Structure) text: {error}") from error
+
+
+def _file_source(obj: Any, label: str) -> str | Path | None:
+    """Any path, existing or not (the reader says which): the last reader a ``str`` or ``Path`` is offered to."""
+    return obj if isinstance(obj, (str, Path)) else None
+
+
+def _structure_from_file(obj: str | Path, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    """Any file pymatgen's ``Structure.from_file`` reads (it decides by the file name)."""
+    path = Path(obj)
+    if not _is_file(path):
+        raise ScopeError(f"{label}: no such file" + (", and not CIF text" if isinstance(obj, str) else ""))
+    return _read_structure_file(path, label, Structure.from_file)
+
+
+def _read_structure_file(path: Path, label: str, read: Callable[[Path], Structure]) -> Structure:
+    """``read(path)``; a failure other than the package's own errors is reported as an unreadable structure file."""
+    try:
+        return read(path)
+    except CloudError:
+        raise
+    except Exception as error:
+        raise ScopeError(f"{label}: unreadable structure file: {_reason(error)}") from error
 
 
 def _is_file(path: Path) -> bool:
@@ -670,9 +665,29 @@ def _cell_from_dict(data: Mapping, label: str) -> CrystalCell | None:
 
 # --- POSCAR -----------------------------------------------------------------------------------------
 
-POSCAR_FILE_NAME = re.compile(r"POSCAR|CONTCAR|\.(vasp|poscar)$", re.IGNORECASE)
-"""File names read as POSCAR (``search``: any name containing POSCAR or CONTCAR, as pymatgen's
-``Structure.from_file`` decides, or ending in ``.vasp`` / ``.poscar``)."""
+
+def _poscar_source(obj: Any, label: str) -> str | Path | None:
+    """Any multi-line text that no other reader recognised (the text itself), or a file with a POSCAR name
+    (:data:`cloud_hf.formats.POSCAR_FILE_NAME`; its path)."""
+    if isinstance(obj, str) and "\n" in obj:
+        return obj
+    if isinstance(obj, (str, Path)) and is_poscar_file_name(obj) and _is_file(Path(obj)):
+        return Path(obj)
+    return None
+
+
+def _structure_from_poscar(source: str | Path, label: str, allow_partial_occupancy: bool = False) -> Structure:
+    """POSCAR text, or a POSCAR file, checked (:func:`_checked_poscar_text`) and read by pymatgen."""
+    if isinstance(source, str):
+        return _parse_with_pymatgen(_checked_poscar_text(source, label), "poscar", label)
+    return _read_structure_file(source, label, lambda path: _read_poscar_file(path, label))
+
+
+def _read_poscar_file(path: Path, label: str) -> Structure:
+    text = _checked_poscar_text(_read_text(path, label), label)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Structure.from_str(text, fmt="poscar")
 
 
 def _checked_poscar_text(text: str, label: str) -> str:
@@ -781,7 +796,6 @@ _SYMMETRY_TAGS = (
     "_symmetry_space_group_name_hall", "_space_group_name_h-m_alt", "_symmetry_space_group_name_h-m",
     "_space_group_it_number", "_symmetry_int_tables_number",
 )
-CIF_SUFFIXES = (".cif", ".mcif")
 
 
 def _looks_like_cif(text: str) -> bool:
@@ -789,12 +803,13 @@ def _looks_like_cif(text: str) -> bool:
 
 
 def _cif_text_of(obj: Any, label: str) -> str | None:
-    """The CIF text of ``obj`` (CIF text, or a path to a ``.cif`` file); ``None`` if it is not a CIF."""
+    """The CIF text of ``obj`` (CIF text, a path to a ``.cif`` / ``.mcif`` file, or a file with a POSCAR name that
+    holds CIF text); ``None`` if it is not a CIF."""
     if isinstance(obj, str) and _looks_like_cif(obj.removeprefix("\ufeff")):
         return obj.removeprefix("\ufeff")
-    if isinstance(obj, (str, Path)) and Path(obj).suffix.lower() in CIF_SUFFIXES and _is_file(Path(obj)):
+    if isinstance(obj, (str, Path)) and is_cif_file_name(obj) and _is_file(Path(obj)):
         return _read_text(Path(obj), label)  # read as CIF even if it does not look like one: gemmi says why not
-    if isinstance(obj, (str, Path)) and POSCAR_FILE_NAME.search(Path(obj).name) and _is_file(Path(obj)):
+    if isinstance(obj, (str, Path)) and is_poscar_file_name(obj) and _is_file(Path(obj)):
         text = _read_text(Path(obj), label)
         if _looks_like_cif(text):  # CIF text under a POSCAR name (.vasp): read as what it is
             return text
@@ -993,3 +1008,65 @@ def _structure_from_cif(text: str, label: str, allow_partial_occupancy: bool) ->
         )
     cell = _cell_from_sites(small, sites, label)
     return Structure(cell.lattice, cell.atomic_numbers.tolist(), cell.frac_coords).get_sorted_structure()
+
+
+def _cell_from_cif(text: str, label: str) -> CrystalCell:
+    """A CIF read by gemmi (:func:`read_cif_cell`), or by pymatgen where gemmi has no fractional coordinates or
+    the CIF has magnetic symmetry."""
+    cell = read_cif_cell(text, label)
+    return cell if cell is not None else _structure_arrays(_parse_with_pymatgen(text, "cif", label), label)
+
+
+# --- the registry: the first reader that recognises an input reads it, in this order -----------------
+
+register_reader(CrystalReader("pymatgen-dict", _dict_source, _structure_from_dict, _cell_from_dict))
+register_reader(CrystalReader("cif", _cif_text_of, _structure_from_cif, _cell_from_cif))
+register_reader(CrystalReader("crystal-cell", _instance_of(CrystalCell), _structure_from_cell, _cell_as_given))
+register_reader(CrystalReader("structure", _instance_of(Structure), _structure_as_given))
+register_reader(CrystalReader("molecule", _instance_of(Molecule), _refuse_molecule))
+register_reader(CrystalReader("ase", _ase_source, _structure_from_ase, _cell_from_ase))
+register_reader(CrystalReader("pmg-str", _pmg_str_source, _structure_from_pmg_str_text))
+register_reader(CrystalReader("poscar", _poscar_source, _structure_from_poscar, fallback=True))
+register_reader(CrystalReader("file", _file_source, _structure_from_file, fallback=True))
+
+
+__all__ = [
+    "CELL_TAGS",
+    "CIF_SUFFIXES",
+    "CIF_SYMMETRY_ORDER",
+    "HYDROGEN_ISOTOPES",
+    "INCOMMENSURATE_CIF_TAG_PREFIXES",
+    "ISOLATED_CLUSTER_GAP",
+    "MAGNETIC_CIF_TAG_PREFIXES",
+    "MAX_ATOMIC_NUMBER",
+    "MAX_FRACTIONAL_COORDINATE",
+    "MAX_IMAGE_SHIFTS",
+    "MAX_LATTICE_LENGTH",
+    "MAX_SITES",
+    "MIN_CELL_VOLUME",
+    "MIN_INTERATOMIC_DISTANCE",
+    "POSCAR_FILE_NAME",
+    "CrystalCell",
+    "CrystalReader",
+    "ScopeError",
+    "atomic_numbers_by_symbol",
+    "cif_blocks",
+    "closest_pair",
+    "crystal_readers",
+    "describe_input",
+    "element_symbols",
+    "failure_message",
+    "input_format",
+    "interplanar_spacings",
+    "isolated_cluster_gaps",
+    "load_cell",
+    "load_structure",
+    "nearest_neighbour_distances",
+    "note_hydrogen_isotopes",
+    "read_cif_cell",
+    "register_reader",
+    "structure_from_pmg_str",
+    "symmetry_disagreement",
+    "unregister_reader",
+    "validate_cell",
+]
