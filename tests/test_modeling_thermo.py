@@ -612,3 +612,79 @@ def test_sources_final_fit_encodes_only_what_it_trains_on_and_reports_each_bad_r
     assert len(bad) > 0 and not bad.duplicated(["source", "id"]).any()
     (cache,) = (tmp_path / "cache").glob("crystal_encodings_*.json")
     assert len(json.loads(cache.read_text())) == data.max_train_rows  # the 64 training crystals, nothing else
+
+
+# --- the thermo settings in the config schema ---------------------------------------------------------------------
+
+
+def test_thermo_settings_are_declared_once_in_the_config_with_their_defaults():
+    config = CloudConfig(**TINY)
+    assert config.thermo_settings() == {
+        "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": [float(w) for w in range(20, 1001, 20)],
+        "thermo_dos_prior": None, "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
+        "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0,
+        "thermo_cumulative_dos_loss_weight": 0.0, "thermo_mass_scaling": False, "thermo_reference_mass": 20.0,
+        "thermo_reduced_frequency_step": 10.0, "thermo_reduced_frequency_max": 1200.0,
+        "thermo_cell_features": False, "thermo_cell_statistics": None, "thermo_sources": None,
+        "thermo_training_elements": None, "thermo_unseen_element_std": 0.0, "thermo_loss_per_crystal": False,
+    }
+
+
+def test_an_old_checkpoint_without_newer_settings_loads_with_their_defaults(tmp_path):
+    """Settings added after a checkpoint was saved are filled in by the config on load; building the model does not
+    write into the caller's config."""
+    import json
+
+    model = tiny_model("dos", members=2, thermo_sources=["phonondb", "jarvis"])
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["thermo_members"] == 2 and saved["thermo_sources"] == ["phonondb", "jarvis"]
+    for newer in ("thermo_sources", "thermo_training_elements", "thermo_unseen_element_std", "thermo_loss_per_crystal"):
+        saved.pop(newer, None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = CloudConfig.from_pretrained(tmp_path)
+    assert (config.thermo_sources, config.thermo_training_elements, config.thermo_loss_per_crystal) == (None, None, False)
+    before = config.to_dict()
+    CloudThermoModel(config)
+    assert config.to_dict() == before
+
+
+def test_a_model_without_thermo_head_saves_no_thermo_settings(tmp_path):
+    import json
+
+    CloudDebyeModel(CloudConfig(**TINY)).save_pretrained(tmp_path)
+    assert not [key for key in json.loads((tmp_path / "config.json").read_text()) if key.startswith("thermo_")]
+    thermo = thermo_config(CloudConfig(**TINY), thermo_members=3, thermo_frequencies=[10.0, 20.0])
+    thermo.save_pretrained(tmp_path / "thermo")
+    saved = json.loads((tmp_path / "thermo" / "config.json").read_text())
+    assert {key: value for key, value in saved.items() if key.startswith("thermo_")} == {
+        "thermo_members": 3, "thermo_frequencies": [10.0, 20.0]}
+    assert CloudConfig.from_pretrained(tmp_path / "thermo").thermo_settings() == thermo.thermo_settings()
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"thermo_members": 0}, "thermo_members must be ≥ 1, got 0"),
+    ({"thermo_frequencies": [20.0, 20.0, 40.0]}, "thermo_frequencies must be strictly increasing"),
+    ({"thermo_frequencies": [0.0, 20.0]}, "thermo_frequencies must be strictly increasing and > 0"),
+    ({"thermo_dos_prior": [0.0] * 49}, "thermo_dos_prior has 49 values for a DOS grid of 50 points"),
+])
+def test_the_one_check_of_the_thermo_settings_runs_for_thermo_config_and_for_the_model(settings, message):
+    with pytest.raises(CloudConfigError, match=message):
+        thermo_config(CloudConfig(**TINY), **settings)
+    config = CloudConfig(**TINY, **settings)  # a config made by hand: checked when the thermo model is built
+    with pytest.raises(CloudConfigError, match=message):
+        CloudThermoModel(config)
+
+
+def test_no_module_reads_a_thermo_setting_with_a_fallback_default():
+    """The defaults live in the config schema only: no ``getattr(config, "thermo_…", default)`` anywhere else."""
+    import re
+    from pathlib import Path
+
+    import cloud_hf
+
+    pattern = re.compile(r"""getattr\([^()]*config[^()]*,\s*["']thermo_""")
+    package = Path(cloud_hf.__file__).parent
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "configuration_cloud.py" and pattern.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []

@@ -36,7 +36,6 @@ the phonon C_v), trained only where such labels are given.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +59,7 @@ from cloud_hf.composition import (
     ln_mass_statistics,
     pooled_composition_features,
 )
-from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.configuration_cloud import THERMO_HEADS, CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
@@ -75,64 +74,21 @@ from cloud_hf.thermodynamics import (
     equivalent_debye_temperature,
 )
 
-THERMO_HEADS = ("dos", "debye-einstein")
-DEFAULT_FREQUENCIES = [float(omega) for omega in range(20, 1001, 20)]
-"""The DOS head's default grid, cm⁻¹: the phonon data's 20 cm⁻¹ bins (its ω = 0 point is the Debye onset)."""
 THERMO_UNITS = {"heat_capacity": "J/(mol·K)", "entropy": "J/(mol·K)", "internal_energy": "J/mol",
                 "free_energy": "J/mol"}
-THERMO_DEFAULTS: dict[str, Any] = {
-    "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES, "thermo_dos_prior": None,
-    "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
-    "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
-    "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
-    "thermo_reduced_frequency_max": 1200.0, "thermo_cell_features": False, "thermo_cell_statistics": None,
-    "thermo_sources": None, "thermo_training_elements": None, "thermo_unseen_element_std": 0.0,
-    "thermo_loss_per_crystal": False,
-}
-"""The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
 _FREQUENCY_SCALE = 300.0  # cm⁻¹: typical phonon frequency, the scale of the Debye–Einstein frequencies
 _DOS_LOSS_SCALE = 3.0 / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
 
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
-    """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the thermo settings.
-
-    Settings: ``thermo_head`` ("dos" or "debye-einstein"), ``thermo_members`` (ensemble size), ``thermo_frequencies``
-    (cm⁻¹ grid of the DOS head), ``thermo_dos_prior`` (logits, one per grid point), ``thermo_num_einstein``,
-    ``thermo_std_scale`` (calibration factor of the ensemble std), ``thermo_agl_trained`` (whether the AGL θ_D output
-    was trained and is reported), ``thermo_composition_features`` (whether each member's head also reads the
-    composition descriptors of :mod:`cloud_hf.composition`, pooled from the SCOPE tokens), and the weights of the two
-    DOS losses against the C_v and S terms: ``thermo_dos_loss_weight`` (L1 per DOS point) and
-    ``thermo_cumulative_dos_loss_weight`` (L1 of the cumulative mode count: a Wasserstein-1 distance).
-    ``thermo_mass_scaling`` (dos head with composition features) predicts the DOS on the mass-reduced axis
-    u = ω·√(m̄/``thermo_reference_mass`` amu)·e^δ, on a uniform grid 0, ``thermo_reduced_frequency_step``, …,
-    ``thermo_reduced_frequency_max`` (cm⁻¹ at m̄ = m_ref); ``thermo_dos_prior`` is then on that grid.
-    ``thermo_cell_features`` (with composition features) adds the cell descriptors of
-    :mod:`cloud_hf.cell_descriptors` to what the heads read, standardised by ``thermo_cell_statistics``
-    (``[means, stds]``, one per descriptor, from the training crystals).
-    """
+    """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the ``thermo_*``
+    settings ``overrides`` (see [`CloudConfig`] for each; checked by `CloudConfig.check_thermo_settings`)."""
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
-    settings.update({
-        **THERMO_DEFAULTS, **{key: value for key, value in settings.items() if key.startswith("thermo_")}, **overrides,
-    })
+    settings.update(overrides)
     settings["architectures"] = ["CloudThermoModel"]
     config = CloudConfig.from_dict(settings)
-    if config.thermo_head not in THERMO_HEADS:
-        raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
-    if not int(config.thermo_members) >= 1:
-        raise CloudConfigError(f"thermo_members must be ≥ 1, got {config.thermo_members}")
-    if config.thermo_mass_scaling and (config.thermo_head != "dos" or not config.thermo_composition_features):
-        raise CloudConfigError("thermo_mass_scaling stretches the dos head's spectrum by the atoms' mean mass: it "
-                               "needs thermo_head 'dos' and thermo_composition_features true")
-    if config.thermo_cell_features and not config.thermo_composition_features:
-        raise CloudConfigError("thermo_cell_features joins the cell descriptors to the composition descriptors: it "
-                               "needs thermo_composition_features true")
-    statistics = config.thermo_cell_statistics
-    if statistics is not None and (len(statistics) != 2 or any(len(row) != NUM_CELL_DESCRIPTORS for row in statistics)
-                                   or not all(std > 0 for std in statistics[1])):
-        raise CloudConfigError(f"thermo_cell_statistics must be [means, stds] of {NUM_CELL_DESCRIPTORS} values each "
-                               f"({', '.join(CELL_DESCRIPTORS)}), stds > 0; got {statistics!r}")
+    config.check_thermo_settings()
     return config
 
 
@@ -243,23 +199,12 @@ class CloudThermoModel(CloudPreTrainedModel):
     """
 
     def __init__(self, config: CloudConfig):
-        for key, value in THERMO_DEFAULTS.items():  # a setting added after a checkpoint was saved: its default
-            if not hasattr(config, key):
-                setattr(config, key, value)
+        config.check_thermo_settings()  # again: a setting may have been changed since the config was made
         super().__init__(config)
-        if config.thermo_head not in THERMO_HEADS:  # e.g. "debye" is CloudDebyeModel's, not a spectrum of this class
-            raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
         self.head_kind = config.thermo_head
-        grid = [float(omega) for omega in config.thermo_frequencies]
-        if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
-            raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
         self.mass_scaling = bool(config.thermo_mass_scaling)
         if self.head_kind == "dos":  # the DOS values (on the reduced axis: plus the stretch correction δ)
-            dos_points = len(self.reduced_frequencies) if self.mass_scaling else len(grid)
-            num_spectrum = dos_points + int(self.mass_scaling)
-            prior = config.thermo_dos_prior
-            if prior is not None and len(prior) != dos_points:
-                raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of {dos_points} points")
+            num_spectrum = config.thermo_dos_points + int(self.mass_scaling)
         else:
             num_spectrum = 1 + 2 * config.thermo_num_einstein
         self.members = nn.ModuleList(
@@ -385,16 +330,6 @@ class CloudThermoModel(CloudPreTrainedModel):
     def frequencies(self) -> torch.Tensor:
         """The DOS grid ``config.thermo_frequencies``, cm⁻¹ (float32, on the model's device)."""
         return torch.tensor(self.config.thermo_frequencies, dtype=torch.float32, device=self.device)
-
-    @property
-    def reduced_frequencies(self) -> list[float]:
-        """The mass-reduced grid of ``thermo_mass_scaling``: 0, step, …, max (cm⁻¹ at m̄ = m_ref)."""
-        step, top = float(self.config.thermo_reduced_frequency_step), float(self.config.thermo_reduced_frequency_max)
-        steps = round(top / step) if step > 0 else 0
-        if not 0.0 < step < top or not math.isclose(steps * step, top):
-            raise CloudConfigError(f"thermo_reduced_frequency_max ({top}) must be a whole number of steps "
-                                   f"thermo_reduced_frequency_step ({step} > 0)")
-        return [step * index for index in range(steps + 1)]
 
     def mass_stretch(self, composition: torch.Tensor) -> torch.Tensor:
         """s₀ = √(m̄/m_ref) `(batch,)` from the pooled composition descriptors (m̄: the geometric-mean atomic mass,
@@ -664,4 +599,4 @@ def _weighted_l1(prediction: torch.Tensor, labels: torch.Tensor, scale: torch.Te
     return (error * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1e-12)
 
 
-__all__ = ["THERMO_DEFAULTS", "THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]
+__all__ = ["THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]
