@@ -14,6 +14,7 @@ from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud import CloudModel
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
+from cloud_hf.property_heads import prediction_inputs, property_records
 from cloud_hf.thermodynamics import KELVIN_PER_WAVENUMBER
 
 TINY = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -249,11 +250,11 @@ def test_dos_loss_weight_scales_only_the_dos_term():
 def test_pipeline_contract_records_with_std_and_equivalent_theta():
     model = tiny_model("dos")
     n_atoms = torch.tensor([2, 4])
-    inputs = model.prediction_inputs(n_atoms, [100.0, 300.0])
+    inputs = prediction_inputs(model, n_atoms, [100.0, 300.0])
     assert inputs["temperature"].shape == (2, 2)
     with torch.no_grad():
         output = model(**batch(), **inputs)
-    records = model.property_records(output, [2, 4], [100.0, 300.0])
+    records = property_records(model, output, [2, 4], [100.0, 300.0])
     assert len(records) == 2
     by_name = {(r["property"], r["temperature"]): r for r in records[1]}
     heat = by_name[("heat_capacity", 300.0)]
@@ -539,7 +540,7 @@ def test_unseen_element_share_widens_the_std_in_proportion():
                                                          * narrow.heat_capacity) ** 2)
     torch.testing.assert_close(wide.heat_capacity_std, expected)
     torch.testing.assert_close(wide.heat_capacity, narrow.heat_capacity)
-    records = model.property_records(wide, [2, 2, 1], [300.0])
+    records = property_records(model, wide, [2, 2, 1], [300.0])
     assert [r["value"] for crystal in records for r in crystal if r["property"] == "unseen_element_share"] == [
         0.5, 1.0, 0.0]
 
@@ -688,3 +689,49 @@ def test_no_module_reads_a_thermo_setting_with_a_fallback_default():
     offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
                  if path.name != "configuration_cloud.py" and pattern.search(path.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+# --- the standard encoder inputs and outputs, per member -----------------------------------------------------------
+
+
+def test_hidden_states_and_attentions_are_every_members_own():
+    model = tiny_model("dos", members=3)
+    inputs = batch()
+    with torch.no_grad():
+        output = model(**inputs, output_hidden_states=True, output_attentions=True)
+        plain = model(**inputs)
+        for index, member in enumerate(model.members):
+            encoded = member.cloud(**inputs, output_hidden_states=True, output_attentions=True)
+            for layer, states in enumerate(encoded.hidden_states):
+                torch.testing.assert_close(output.hidden_states[layer][:, index], states, rtol=0, atol=0)
+            for layer, weights in enumerate(encoded.attentions):
+                torch.testing.assert_close(output.attentions[layer][:, index], weights, rtol=0, atol=0)
+    assert len(output.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert output.hidden_states[0].shape == (2, 3, 5, TINY["hidden_size"])
+    assert output.attentions[0].shape == (2, 3, TINY["num_attention_heads"], 5, 5)
+    assert plain.hidden_states is None and plain.attentions is None
+    torch.testing.assert_close(output.dos, plain.dos)
+
+
+def test_inputs_embeds_and_position_ids_reach_every_member():
+    """One member without composition descriptors: its own word embeddings given as inputs_embeds, or the default
+    positions given as position_ids, give what input_ids give."""
+    model = tiny_model("dos", members=1)
+    inputs = batch()
+    embeddings = model.members[0].cloud.embeddings.word_embeddings(inputs["input_ids"])
+    positions = torch.arange(inputs["input_ids"].shape[1]).expand(2, -1)
+    with torch.no_grad():
+        reference = model(**inputs, temperature=[300.0])
+        embedded = model(inputs_embeds=embeddings, attention_mask=inputs["attention_mask"], temperature=[300.0])
+        positioned = model(**inputs, position_ids=positions, temperature=[300.0])
+        shifted = model(**inputs, position_ids=positions + 1, temperature=[300.0])
+    torch.testing.assert_close(embedded.heat_capacity, reference.heat_capacity)
+    torch.testing.assert_close(positioned.heat_capacity, reference.heat_capacity)
+    assert not torch.allclose(shifted.dos, reference.dos)
+
+
+def test_inputs_embeds_alone_cannot_give_the_composition_descriptors():
+    model = tiny_model("dos", members=1, thermo_composition_features=True)
+    embeddings = torch.zeros(2, 5, TINY["hidden_size"])
+    with pytest.raises(CloudDataError, match="reads the composition descriptors from the token ids: pass input_ids"):
+        model(inputs_embeds=embeddings)
