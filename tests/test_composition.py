@@ -177,7 +177,7 @@ def test_mass_scaled_dos_is_the_reduced_spectrum_read_at_the_stretched_frequenci
     import numpy as np
 
     model = mass_scaled_model().double()
-    reduced = np.asarray(model.reduced_frequencies)
+    reduced = np.asarray(model.config.thermo_reduced_frequencies)
     prior = np.log(np.expm1(3.0 * np.exp(-(((reduced - 300.0) / 120.0) ** 2)) / 400.0 + 1e-4))
     model.config.thermo_dos_prior = prior.tolist()
     silence_heads(model)
@@ -210,7 +210,7 @@ def test_mass_scaled_prior_starts_the_head_at_the_training_spectrum():
     label = np.exp(-(((grid - 250.0) / 60.0) ** 2)) + 0.3 * np.exp(-(((grid - 90.0) / 30.0) ** 2))
     label *= 3.0 / (label[0] * grid[0] / 3.0 + np.trapezoid(label, grid))
     model.config.thermo_dos_prior = dos_prior(model, [{"input_ids": NACL, "dos_labels": label.astype(np.float32)}])
-    assert len(model.config.thermo_dos_prior) == len(model.reduced_frequencies)
+    assert len(model.config.thermo_dos_prior) == len(model.config.thermo_reduced_frequencies)
     silence_heads(model)
     temperatures = torch.tensor([50.0, 100.0, 300.0])
     output = model(input_ids=torch.tensor([NACL]), temperature=temperatures, n_atoms=torch.tensor([1]))

@@ -29,6 +29,7 @@ from pymatgen.io.vasp import Poscar
 from cloud_hf.cli import main
 from cloud_hf.errors import CrystalInputError
 from cloud_hf.inputs import collect_crystals
+from cloud_hf.property_heads import prediction_inputs, property_records
 from cloud_hf.scope import ScopeEncoder
 from cloud_hf.structures import load_cell, load_structure
 
@@ -708,8 +709,8 @@ def test_many_temperatures_run_in_chunks_with_the_records_of_one_call(bundled_pr
     processor, model = bundled_predictor.processor, bundled_predictor.model
     batch = processor([ROCKSALT, CSCL], return_tensors="pt")
     with torch.no_grad():
-        outputs = model(**batch, **model.prediction_inputs(batch.n_atoms, temperatures))
-    expected = model.property_records(outputs, batch.n_atoms.tolist(), temperatures)
+        outputs = model(**batch, **prediction_inputs(model, batch.n_atoms, temperatures))
+    expected = property_records(model, outputs, batch.n_atoms.tolist(), temperatures)
     results = bundled_predictor([ROCKSALT, CSCL], temperatures=temperatures, batch_size=2)
     for result, crystal in zip(results, expected):
         assert [(r["property"], r.get("temperature")) for r in result["properties"]] == \

@@ -14,6 +14,7 @@ from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud import CloudModel
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
+from cloud_hf.property_heads import prediction_inputs, property_records
 from cloud_hf.thermodynamics import KELVIN_PER_WAVENUMBER
 
 TINY = {"vocab_size": 40, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -249,11 +250,11 @@ def test_dos_loss_weight_scales_only_the_dos_term():
 def test_pipeline_contract_records_with_std_and_equivalent_theta():
     model = tiny_model("dos")
     n_atoms = torch.tensor([2, 4])
-    inputs = model.prediction_inputs(n_atoms, [100.0, 300.0])
+    inputs = prediction_inputs(model, n_atoms, [100.0, 300.0])
     assert inputs["temperature"].shape == (2, 2)
     with torch.no_grad():
         output = model(**batch(), **inputs)
-    records = model.property_records(output, [2, 4], [100.0, 300.0])
+    records = property_records(model, output, [2, 4], [100.0, 300.0])
     assert len(records) == 2
     by_name = {(r["property"], r["temperature"]): r for r in records[1]}
     heat = by_name[("heat_capacity", 300.0)]
@@ -539,7 +540,7 @@ def test_unseen_element_share_widens_the_std_in_proportion():
                                                          * narrow.heat_capacity) ** 2)
     torch.testing.assert_close(wide.heat_capacity_std, expected)
     torch.testing.assert_close(wide.heat_capacity, narrow.heat_capacity)
-    records = model.property_records(wide, [2, 2, 1], [300.0])
+    records = property_records(model, wide, [2, 2, 1], [300.0])
     assert [r["value"] for crystal in records for r in crystal if r["property"] == "unseen_element_share"] == [
         0.5, 1.0, 0.0]
 
@@ -612,3 +613,125 @@ def test_sources_final_fit_encodes_only_what_it_trains_on_and_reports_each_bad_r
     assert len(bad) > 0 and not bad.duplicated(["source", "id"]).any()
     (cache,) = (tmp_path / "cache").glob("crystal_encodings_*.json")
     assert len(json.loads(cache.read_text())) == data.max_train_rows  # the 64 training crystals, nothing else
+
+
+# --- the thermo settings in the config schema ---------------------------------------------------------------------
+
+
+def test_thermo_settings_are_declared_once_in_the_config_with_their_defaults():
+    config = CloudConfig(**TINY)
+    assert config.thermo_settings() == {
+        "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": [float(w) for w in range(20, 1001, 20)],
+        "thermo_dos_prior": None, "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
+        "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0,
+        "thermo_cumulative_dos_loss_weight": 0.0, "thermo_mass_scaling": False, "thermo_reference_mass": 20.0,
+        "thermo_reduced_frequency_step": 10.0, "thermo_reduced_frequency_max": 1200.0,
+        "thermo_cell_features": False, "thermo_cell_statistics": None, "thermo_sources": None,
+        "thermo_training_elements": None, "thermo_unseen_element_std": 0.0, "thermo_loss_per_crystal": False,
+    }
+
+
+def test_an_old_checkpoint_without_newer_settings_loads_with_their_defaults(tmp_path):
+    """Settings added after a checkpoint was saved are filled in by the config on load; building the model does not
+    write into the caller's config."""
+    import json
+
+    model = tiny_model("dos", members=2, thermo_sources=["phonondb", "jarvis"])
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["thermo_members"] == 2 and saved["thermo_sources"] == ["phonondb", "jarvis"]
+    for newer in ("thermo_sources", "thermo_training_elements", "thermo_unseen_element_std", "thermo_loss_per_crystal"):
+        saved.pop(newer, None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = CloudConfig.from_pretrained(tmp_path)
+    assert (config.thermo_sources, config.thermo_training_elements, config.thermo_loss_per_crystal) == (None, None, False)
+    before = config.to_dict()
+    CloudThermoModel(config)
+    assert config.to_dict() == before
+
+
+def test_a_model_without_thermo_head_saves_no_thermo_settings(tmp_path):
+    import json
+
+    CloudDebyeModel(CloudConfig(**TINY)).save_pretrained(tmp_path)
+    assert not [key for key in json.loads((tmp_path / "config.json").read_text()) if key.startswith("thermo_")]
+    thermo = thermo_config(CloudConfig(**TINY), thermo_members=3, thermo_frequencies=[10.0, 20.0])
+    thermo.save_pretrained(tmp_path / "thermo")
+    saved = json.loads((tmp_path / "thermo" / "config.json").read_text())
+    assert {key: value for key, value in saved.items() if key.startswith("thermo_")} == {
+        "thermo_members": 3, "thermo_frequencies": [10.0, 20.0]}
+    assert CloudConfig.from_pretrained(tmp_path / "thermo").thermo_settings() == thermo.thermo_settings()
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"thermo_members": 0}, "thermo_members must be ≥ 1, got 0"),
+    ({"thermo_frequencies": [20.0, 20.0, 40.0]}, "thermo_frequencies must be strictly increasing"),
+    ({"thermo_frequencies": [0.0, 20.0]}, "thermo_frequencies must be strictly increasing and > 0"),
+    ({"thermo_dos_prior": [0.0] * 49}, "thermo_dos_prior has 49 values for a DOS grid of 50 points"),
+])
+def test_the_one_check_of_the_thermo_settings_runs_for_thermo_config_and_for_the_model(settings, message):
+    with pytest.raises(CloudConfigError, match=message):
+        thermo_config(CloudConfig(**TINY), **settings)
+    config = CloudConfig(**TINY, **settings)  # a config made by hand: checked when the thermo model is built
+    with pytest.raises(CloudConfigError, match=message):
+        CloudThermoModel(config)
+
+
+def test_no_module_reads_a_thermo_setting_with_a_fallback_default():
+    """The defaults live in the config schema only: no ``getattr(config, "thermo_…", default)`` anywhere else."""
+    import re
+    from pathlib import Path
+
+    import cloud_hf
+
+    pattern = re.compile(r"""getattr\([^()]*config[^()]*,\s*["']thermo_""")
+    package = Path(cloud_hf.__file__).parent
+    offenders = [str(path.relative_to(package)) for path in package.rglob("*.py")
+                 if path.name != "configuration_cloud.py" and pattern.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+# --- the standard encoder inputs and outputs, per member -----------------------------------------------------------
+
+
+def test_hidden_states_and_attentions_are_every_members_own():
+    model = tiny_model("dos", members=3)
+    inputs = batch()
+    with torch.no_grad():
+        output = model(**inputs, output_hidden_states=True, output_attentions=True)
+        plain = model(**inputs)
+        for index, member in enumerate(model.members):
+            encoded = member.cloud(**inputs, output_hidden_states=True, output_attentions=True)
+            for layer, states in enumerate(encoded.hidden_states):
+                torch.testing.assert_close(output.hidden_states[layer][:, index], states, rtol=0, atol=0)
+            for layer, weights in enumerate(encoded.attentions):
+                torch.testing.assert_close(output.attentions[layer][:, index], weights, rtol=0, atol=0)
+    assert len(output.hidden_states) == TINY["num_hidden_layers"] + 1
+    assert output.hidden_states[0].shape == (2, 3, 5, TINY["hidden_size"])
+    assert output.attentions[0].shape == (2, 3, TINY["num_attention_heads"], 5, 5)
+    assert plain.hidden_states is None and plain.attentions is None
+    torch.testing.assert_close(output.dos, plain.dos)
+
+
+def test_inputs_embeds_and_position_ids_reach_every_member():
+    """One member without composition descriptors: its own word embeddings given as inputs_embeds, or the default
+    positions given as position_ids, give what input_ids give."""
+    model = tiny_model("dos", members=1)
+    inputs = batch()
+    embeddings = model.members[0].cloud.embeddings.word_embeddings(inputs["input_ids"])
+    positions = torch.arange(inputs["input_ids"].shape[1]).expand(2, -1)
+    with torch.no_grad():
+        reference = model(**inputs, temperature=[300.0])
+        embedded = model(inputs_embeds=embeddings, attention_mask=inputs["attention_mask"], temperature=[300.0])
+        positioned = model(**inputs, position_ids=positions, temperature=[300.0])
+        shifted = model(**inputs, position_ids=positions + 1, temperature=[300.0])
+    torch.testing.assert_close(embedded.heat_capacity, reference.heat_capacity)
+    torch.testing.assert_close(positioned.heat_capacity, reference.heat_capacity)
+    assert not torch.allclose(shifted.dos, reference.dos)
+
+
+def test_inputs_embeds_alone_cannot_give_the_composition_descriptors():
+    model = tiny_model("dos", members=1, thermo_composition_features=True)
+    embeddings = torch.zeros(2, 5, TINY["hidden_size"])
+    with pytest.raises(CloudDataError, match="reads the composition descriptors from the token ids: pass input_ids"):
+        model(inputs_embeds=embeddings)

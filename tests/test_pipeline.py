@@ -21,6 +21,7 @@ from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.pipeline_cloud import BUNDLED_MODEL_DIR, TASK_NAME
 from cloud_hf.processing_cloud import CloudProcessor
+from cloud_hf.property_heads import prediction_inputs, property_records
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
@@ -275,7 +276,7 @@ def test_processor_keeps_one_row_per_crystal_with_its_error(debye_checkpoint):
     assert batch["attention_mask"][1].tolist()[:3] == [1, 1, 0]  # the failed crystal: a [CLS] [SEP] placeholder
     model = CloudDebyeModel.from_pretrained(debye_checkpoint).eval()
     with torch.no_grad():  # the batch runs as is, placeholder included
-        outputs = model(**batch, **model.prediction_inputs(batch.n_atoms, [300.0]))
+        outputs = model(**batch, **prediction_inputs(model, batch.n_atoms, [300.0]))
     assert outputs.heat_capacity.shape == (3, 1)
 
 
@@ -313,16 +314,16 @@ def test_saved_processor_settings_decide_the_pipeline_encoding(debye_checkpoint,
 def test_heads_implement_the_pipeline_contract(tmp_path):
     folder = save_tiny_checkpoint(tmp_path, head="regression", target_names=["band_gap"], target_units=["eV"])
     model = CloudForRegression.from_pretrained(folder).eval()
-    assert model.prediction_inputs(torch.tensor([2, 5]), [300.0]) == {}
+    assert prediction_inputs(model, torch.tensor([2, 5]), [300.0]) == {}
     tokenizer = CloudTokenizerFast.from_pretrained(folder)
     inputs = tokenizer(["cF m-3m SG225 Na 4a Cl 4b", "cP m-3m SG221 Ti 1a Sr 1b O 3d"], padding=True, return_tensors="pt")
     with torch.no_grad():
         outputs = model(**inputs)
-    records = model.property_records(outputs, [8, 5], [300.0])
+    records = property_records(model, outputs, [8, 5], [300.0])
     assert [[(r["property"], r["unit"]) for r in crystal] for crystal in records] == [[("band_gap", "eV")]] * 2
     assert [crystal[0]["value"] for crystal in records] == pytest.approx(outputs.predictions[:, 0].tolist())
     with pytest.raises(NotImplementedError, match="CloudForMaskedLM is not a property head"):
-        CloudForMaskedLM(model.config).property_records(outputs, [8, 5], [300.0])
+        property_records(CloudForMaskedLM(model.config), outputs, [8, 5], [300.0])
 
 
 def test_pipeline_refuses_a_pickle_only_checkpoint_without_opt_in(tmp_path):

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+
+from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, NUM_CELL_DESCRIPTORS
+from cloud_hf.errors import CloudConfigError
+
+THERMO_HEADS = ("dos", "debye-einstein")
+"""The spectrum kinds of [`CloudThermoModel`] (``thermo_head``); ``"debye"`` is `CloudDebyeModel`'s own class."""
+DEFAULT_FREQUENCIES = tuple(float(omega) for omega in range(20, 1001, 20))
+"""The DOS head's default grid, cm⁻¹: the phonon data's 20 cm⁻¹ bins (its ω = 0 point is the Debye onset)."""
 
 
 @strict
@@ -49,6 +58,39 @@ class CloudConfig(PreTrainedConfig):
         debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
             `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
             median AFLOW AGL Debye temperature).
+
+    Settings of the thermodynamics heads ([`CloudThermoModel`]; the ``thermo_*`` field group, checked together by
+    [`~CloudConfig.check_thermo_settings`] when a thermo config is made (`thermo_config`) and when a thermo model is
+    built; other heads ignore them; a checkpoint saved before a setting existed gets its default here, on load):
+
+        thermo_head (`str`): the spectrum kind, ``"dos"`` (a DOS on ``thermo_frequencies``) or ``"debye-einstein"``.
+        thermo_members (`int`): deep-ensemble members (≥ 1), each its own encoder and head.
+        thermo_frequencies (`list[float]`): the DOS grid, cm⁻¹, strictly increasing and > 0 (the Debye ω² onset is
+            below its first point).
+        thermo_dos_prior (`list[float]`, *optional*): logits added to the DOS head's outputs, one per DOS point (on
+            the mass-reduced grid with ``thermo_mass_scaling``), so that a fresh head starts at the mean spectrum.
+        thermo_num_einstein (`int`): Einstein frequencies of the debye-einstein head.
+        thermo_std_scale (`float`): calibration factor of the ensemble standard deviation (fitted on validation).
+        thermo_agl_trained (`bool`): whether the auxiliary AFLOW-AGL θ_D output was trained (and is reported).
+        thermo_composition_features (`bool`): each member's head also reads composition descriptors pooled from
+            the SCOPE tokens.
+        thermo_dos_loss_weight (`float`), thermo_cumulative_dos_loss_weight (`float`): weights of the L1 loss per
+            DOS point and of the L1 loss of the cumulative mode count (a Wasserstein-1 distance), against the C_v
+            and S terms.
+        thermo_mass_scaling (`bool`): the dos head predicts the spectrum on the mass-reduced axis
+            u = ω·√(m̄/``thermo_reference_mass``)·e^δ (needs the dos head and the composition descriptors).
+        thermo_reference_mass (`float`): m_ref of the reduced axis, amu.
+        thermo_reduced_frequency_step (`float`), thermo_reduced_frequency_max (`float`): the uniform reduced grid
+            0, step, …, max, cm⁻¹ at m̄ = m_ref (max a whole number of steps).
+        thermo_cell_features (`bool`): the heads also read the cell descriptors (needs the composition descriptors).
+        thermo_cell_statistics (`list[list[float]]`, *optional*): ``[means, stds]`` of the cell descriptors over
+            the training crystals, for standardising them.
+        thermo_sources (`list[str]`, *optional*): the label sources (codes, functionals) with a learned offset each.
+        thermo_training_elements (`list[str]`, *optional*): the elements of the training crystals; a crystal with
+            others is flagged (``unseen_element_share``).
+        thermo_unseen_element_std (`float`): widening of every std per unseen-element share (× |value|).
+        thermo_loss_per_crystal (`bool`): each crystal weighs as one in the C_v and S losses, however many
+            temperatures it has labels at.
     """
 
     model_type = "cloud"
@@ -75,6 +117,30 @@ class CloudConfig(PreTrainedConfig):
     target_units: list[str] | None = None
     regression_loss: Literal["l1", "mse"] = "l1"
     debye_theta_scale: float | int = 300.0
+    thermo_head: str = "dos"
+    thermo_members: int = 1
+    thermo_frequencies: list[float | int] | tuple[float | int, ...] = DEFAULT_FREQUENCIES
+    thermo_dos_prior: list[float | int] | None = None
+    thermo_num_einstein: int = 4
+    thermo_std_scale: float | int = 1.0
+    thermo_agl_trained: bool = False
+    thermo_composition_features: bool = False
+    thermo_dos_loss_weight: float | int = 1.0
+    thermo_cumulative_dos_loss_weight: float | int = 0.0
+    thermo_mass_scaling: bool = False
+    thermo_reference_mass: float | int = 20.0
+    thermo_reduced_frequency_step: float | int = 10.0
+    thermo_reduced_frequency_max: float | int = 1200.0
+    thermo_cell_features: bool = False
+    thermo_cell_statistics: list[list[float | int]] | None = None
+    thermo_sources: list[str] | None = None
+    thermo_training_elements: list[str] | None = None
+    thermo_unseen_element_std: float | int = 0.0
+    thermo_loss_per_crystal: bool = False
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self.thermo_frequencies = list(self.thermo_frequencies)  # JSON's type, as a loaded checkpoint has it
 
     @property
     def num_targets(self) -> int:
@@ -88,6 +154,60 @@ class CloudConfig(PreTrainedConfig):
     def scope_mode(self) -> str | None:
         """The SCOPE mode (``"canonical"`` or ``"reference"``) the model was trained with, if recorded."""
         return None if self.scope is None else self.scope.get("mode")
+
+    @property
+    def thermo_reduced_frequencies(self) -> list[float]:
+        """The mass-reduced DOS grid of ``thermo_mass_scaling``: 0, step, …, max (cm⁻¹ at m̄ = m_ref)."""
+        step, top = float(self.thermo_reduced_frequency_step), float(self.thermo_reduced_frequency_max)
+        steps = round(top / step) if step > 0 else 0
+        if not 0.0 < step < top or not math.isclose(steps * step, top):
+            raise CloudConfigError(f"thermo_reduced_frequency_max ({top}) must be a whole number of steps "
+                                   f"thermo_reduced_frequency_step ({step} > 0)")
+        return [step * index for index in range(steps + 1)]
+
+    @property
+    def thermo_dos_points(self) -> int:
+        """Values of the dos head's spectrum: one per point of its grid (the reduced grid with mass scaling)."""
+        return len(self.thermo_reduced_frequencies) if self.thermo_mass_scaling else len(self.thermo_frequencies)
+
+    def thermo_settings(self) -> dict[str, Any]:
+        """The ``thermo_*`` field group as a dict (name → value)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name.startswith("thermo_")}
+
+    def check_thermo_settings(self) -> None:
+        """The one check of the ``thermo_*`` settings (run by `thermo_config` and when a thermo model is built, so a
+        setting changed in between is checked too); :class:`CloudConfigError` names the setting."""
+        if self.thermo_head not in THERMO_HEADS:
+            raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {self.thermo_head!r}")
+        if not int(self.thermo_members) >= 1:
+            raise CloudConfigError(f"thermo_members must be ≥ 1, got {self.thermo_members}")
+        if self.thermo_mass_scaling and (self.thermo_head != "dos" or not self.thermo_composition_features):
+            raise CloudConfigError("thermo_mass_scaling stretches the dos head's spectrum by the atoms' mean mass: it "
+                                   "needs thermo_head 'dos' and thermo_composition_features true")
+        if self.thermo_cell_features and not self.thermo_composition_features:
+            raise CloudConfigError("thermo_cell_features joins the cell descriptors to the composition descriptors: "
+                                   "it needs thermo_composition_features true")
+        statistics = self.thermo_cell_statistics
+        if statistics is not None and (len(statistics) != 2
+                                       or any(len(row) != NUM_CELL_DESCRIPTORS for row in statistics)
+                                       or not all(std > 0 for std in statistics[1])):
+            raise CloudConfigError(f"thermo_cell_statistics must be [means, stds] of {NUM_CELL_DESCRIPTORS} values "
+                                   f"each ({', '.join(CELL_DESCRIPTORS)}), stds > 0; got {statistics!r}")
+        grid = [float(omega) for omega in self.thermo_frequencies]
+        if not grid or grid[0] <= 0 or any(right <= left for left, right in itertools.pairwise(grid)):
+            raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
+        prior = self.thermo_dos_prior
+        if self.thermo_head == "dos" and prior is not None and len(prior) != self.thermo_dos_points:
+            raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of "
+                                   f"{self.thermo_dos_points} points")
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        """As every config, but thermo settings at their declared default are left out (a model without a
+        thermodynamics head has none to save; loading fills them in)."""
+        fields = self.__dataclass_fields__
+        return {key: value for key, value in super().to_diff_dict().items()
+                if not (key.startswith("thermo_") and key in fields
+                        and _json_equal(value, fields[key].default))}
 
     def validate_encoder_shape(self) -> None:
         """Part of ``@strict`` validation: the encoder dimensions are consistent."""
@@ -125,4 +245,10 @@ class CloudConfig(PreTrainedConfig):
                 raise ValueError(f"target_mean[{index}] must be finite, got {mean}")
 
 
-__all__ = ["CloudConfig"]
+def _json_equal(value: Any, default: Any) -> bool:
+    """Whether two settings are the same once written as JSON (a tuple default equals the list it is saved as)."""
+    return (list(value) if isinstance(value, tuple) else value) == (list(default) if isinstance(default, tuple)
+                                                                    else default)
+
+
+__all__ = ["DEFAULT_FREQUENCIES", "THERMO_HEADS", "CloudConfig"]

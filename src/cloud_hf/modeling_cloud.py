@@ -20,7 +20,7 @@ as for any transformers model. The encoder has two execution paths that give the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -43,10 +43,6 @@ from transformers.utils.output_capturing import capture_outputs
 
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError
-
-PropertyRecord = dict[str, object]
-"""One predicted property: ``{"property": str, "value": float | str, "unit": str | None}``, plus ``"temperature"``
-(K) for temperature-dependent properties, ``"std"`` where the head gives an uncertainty, ``"score"`` for a label."""
 
 
 @dataclass
@@ -260,13 +256,8 @@ class CloudLayer(GradientCheckpointingLayer):
 
 
 class CloudPreTrainedModel(PreTrainedModel):
-    """Base class of the CLOUD models: configuration, weight initialisation, checkpoint conventions, and the
-    property-head contract of the ``crystal-property-prediction`` pipeline.
-
-    A property head (regression, classification, Debye, thermodynamic heads) implements
-    [`prediction_inputs`] and [`property_records`], so the pipeline runs
-    ``model(**inputs, **model.prediction_inputs(n_atoms, temperatures))`` and reads
-    ``model.property_records(outputs, n_atoms, temperatures)`` without knowing the head type.
+    """Base class of the CLOUD models: configuration, weight initialisation and checkpoint conventions. Heads return
+    tensors; what the ``crystal-property-prediction`` pipeline reports from them is :mod:`cloud_hf.property_heads`'.
     """
 
     config_class = CloudConfig
@@ -333,17 +324,6 @@ class CloudPreTrainedModel(PreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-
-    def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
-        """Extra ``forward()`` keyword arguments this head needs besides ``input_ids``/``attention_mask``, for
-        crystals of ``n_atoms`` atoms (``(batch,)``) at ``temperatures`` (K); ``{}`` when it needs none."""
-        return {}
-
-    def property_records(
-        self, outputs: ModelOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
-    ) -> list[list[PropertyRecord]]:
-        """For each crystal of the batch, its predicted properties as records (see [`PropertyRecord`])."""
-        raise NotImplementedError(f"{type(self).__name__} is not a property head: it predicts no crystal properties")
 
 
 class CloudModel(CloudPreTrainedModel):
@@ -596,18 +576,6 @@ class CloudForRegression(CloudPreTrainedModel):
             elementwise = F.mse_loss(logits, standardized.nan_to_num(), reduction="none")
         return (elementwise * present).sum() / present.sum().clamp(min=1)
 
-    def property_records(
-        self, outputs: CloudRegressionOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
-    ) -> list[list[PropertyRecord]]:
-        """One record per target: ``config.target_names`` (``target_<i>`` when unnamed) with ``target_units``."""
-        predictions = outputs.predictions.reshape(len(n_atoms), -1).tolist()
-        names = self.config.target_names or [f"target_{index}" for index in range(self.config.num_targets)]
-        units = self.config.target_units or [None] * len(names)
-        return [
-            [{"property": name, "value": value, "unit": unit} for name, value, unit in zip(names, row, units)]
-            for row in predictions
-        ]
-
 
 class CloudForClassification(CloudPreTrainedModel):
     """CLOUD encoder + [`CloudPredictionHead`] classifying crystals.
@@ -665,26 +633,6 @@ class CloudForClassification(CloudPreTrainedModel):
             return torch.cat([1 - positive, positive], dim=-1)
         return logits.softmax(dim=-1)
 
-    def property_records(
-        self, outputs: SequenceClassifierOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
-    ) -> list[list[PropertyRecord]]:
-        """Multi-label: one ``probability:<label>`` record per label. Otherwise the most probable ``label`` (its
-        ``config.id2label`` name) with its ``score``."""
-        id2label = self.config.id2label
-        records = []
-        for probabilities in self.class_probabilities(outputs.logits.float()).tolist():
-            if self.config.problem_type == "multi_label_classification":
-                records.append([
-                    {"property": f"probability:{id2label.get(index, index)}", "value": value, "unit": None}
-                    for index, value in enumerate(probabilities)
-                ])
-                continue
-            best = max(range(len(probabilities)), key=probabilities.__getitem__)
-            records.append(
-                [{"property": "label", "value": id2label.get(best, best), "score": probabilities[best], "unit": None}]
-            )
-        return records
-
 
 __all__ = [
     "CloudForClassification",
@@ -694,6 +642,5 @@ __all__ = [
     "CloudPreTrainedModel",
     "CloudPredictionHead",
     "CloudRegressionOutput",
-    "PropertyRecord",
     "TokenUnpadding",
 ]

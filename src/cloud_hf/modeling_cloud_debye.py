@@ -17,7 +17,6 @@ Set it near the median θ_D of your data.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,31 +26,13 @@ from transformers.utils.generic import can_return_tuple
 
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
-from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel, PropertyRecord
+from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
 from cloud_hf.thermodynamics import check_temperatures, in_traced_graph
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
 
 _SOFTPLUS_OF_ZERO_IS_ONE = math.log(math.e - 1.0)  # softplus(y + this) = 1 at y = 0
-
-DEBYE_THERMO_UNITS = {
-    "heat_capacity": "J/(mol·K)",
-    "internal_energy": "J/mol",
-    "free_energy": "J/mol",
-    "entropy": "J/(mol·K)",
-}
-"""Units of the temperature-dependent outputs of [`CloudDebyeModel`], per mole of cells (``n_atoms`` atoms each),
-in the order the pipeline reports them."""
-
-
-def temperature_grid_inputs(n_atoms: torch.Tensor | Sequence[int],
-                            temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
-    """The ``forward()`` inputs of a temperature-dependent head: ``temperature``, the grid ``temperatures`` (K) for
-    every crystal, ``(batch, n_T)`` float32 on ``n_atoms``' device, and ``n_atoms`` (atoms per cell), ``(batch,)``."""
-    n_atoms = torch.as_tensor(n_atoms).reshape(-1)
-    temperature = torch.tensor(list(temperatures), dtype=torch.float32, device=n_atoms.device)
-    return {"temperature": temperature.expand(n_atoms.shape[0], -1), "n_atoms": n_atoms}
 
 
 @dataclass
@@ -189,36 +170,6 @@ class CloudDebyeModel(CloudPreTrainedModel):
             attentions=outputs.attentions,
         )
 
-    def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
-        """``temperature``: the grid ``temperatures`` (K) for every crystal, ``(batch, n_T)``; ``n_atoms``: atoms
-        per cell, so the thermodynamic functions are per mole of the cell as given."""
-        return temperature_grid_inputs(n_atoms, temperatures)
-
-    def property_records(
-        self, outputs: CloudDebyeOutput, n_atoms: Sequence[int], temperatures: Sequence[float]
-    ) -> list[list[PropertyRecord]]:
-        """θ_D (K), then at each temperature C_v, U, F, S per mole of cells and ``heat_capacity_per_atom``
-        (J/(mol·K) per mole of atoms)."""
-        batch_size = len(n_atoms)
-        theta = outputs.debye_temperature.reshape(batch_size).tolist()
-        grids = {name: getattr(outputs, name).reshape(batch_size, -1).tolist() for name in DEBYE_THERMO_UNITS}
-        records = []
-        for row, atoms in enumerate(n_atoms):
-            crystal = [{"property": "debye_temperature", "value": theta[row], "unit": "K"}]
-            for column, temperature in enumerate(temperatures):
-                for name, unit in DEBYE_THERMO_UNITS.items():
-                    value = grids[name][row][column]
-                    crystal.append({"property": name, "temperature": float(temperature), "value": value, "unit": unit})
-                    if name == "heat_capacity":
-                        crystal.append({
-                            "property": "heat_capacity_per_atom",
-                            "temperature": float(temperature),
-                            "value": value / atoms,
-                            "unit": "J/(mol·K)",
-                        })
-            records.append(crystal)
-        return records
-
     def debye_loss(
         self,
         theta: torch.Tensor,
@@ -298,4 +249,4 @@ class CloudDebyeModel(CloudPreTrainedModel):
         return labels
 
 
-__all__ = ["DEBYE_THERMO_UNITS", "CloudDebyeModel", "CloudDebyeOutput"]
+__all__ = ["CloudDebyeModel", "CloudDebyeOutput"]

@@ -36,7 +36,6 @@ the phonon C_v), trained only where such labels are given.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
@@ -60,11 +60,10 @@ from cloud_hf.composition import (
     ln_mass_statistics,
     pooled_composition_features,
 )
-from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.configuration_cloud import THERMO_HEADS, CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
-from cloud_hf.modeling_cloud_debye import temperature_grid_inputs
 from cloud_hf.thermodynamics import (
     KELVIN_PER_WAVENUMBER,
     PhononThermodynamics,
@@ -72,67 +71,21 @@ from cloud_hf.thermodynamics import (
     check_temperatures,
     dos_thermodynamics,
     einstein_thermodynamics,
-    equivalent_debye_temperature,
 )
 
-THERMO_HEADS = ("dos", "debye-einstein")
-DEFAULT_FREQUENCIES = [float(omega) for omega in range(20, 1001, 20)]
-"""The DOS head's default grid, cm⁻¹: the phonon data's 20 cm⁻¹ bins (its ω = 0 point is the Debye onset)."""
-THERMO_UNITS = {"heat_capacity": "J/(mol·K)", "entropy": "J/(mol·K)", "internal_energy": "J/mol",
-                "free_energy": "J/mol"}
-THERMO_DEFAULTS: dict[str, Any] = {
-    "thermo_head": "dos", "thermo_members": 1, "thermo_frequencies": DEFAULT_FREQUENCIES, "thermo_dos_prior": None,
-    "thermo_num_einstein": 4, "thermo_std_scale": 1.0, "thermo_agl_trained": False,
-    "thermo_composition_features": False, "thermo_dos_loss_weight": 1.0, "thermo_cumulative_dos_loss_weight": 0.0,
-    "thermo_mass_scaling": False, "thermo_reference_mass": 20.0, "thermo_reduced_frequency_step": 10.0,
-    "thermo_reduced_frequency_max": 1200.0, "thermo_cell_features": False, "thermo_cell_statistics": None,
-    "thermo_sources": None, "thermo_training_elements": None, "thermo_unseen_element_std": 0.0,
-    "thermo_loss_per_crystal": False,
-}
-"""The thermo settings of a CloudConfig and their defaults (see :func:`thermo_config`)."""
 _SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
 _FREQUENCY_SCALE = 300.0  # cm⁻¹: typical phonon frequency, the scale of the Debye–Einstein frequencies
 _DOS_LOSS_SCALE = 3.0 / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
 
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
-    """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the thermo settings.
-
-    Settings: ``thermo_head`` ("dos" or "debye-einstein"), ``thermo_members`` (ensemble size), ``thermo_frequencies``
-    (cm⁻¹ grid of the DOS head), ``thermo_dos_prior`` (logits, one per grid point), ``thermo_num_einstein``,
-    ``thermo_std_scale`` (calibration factor of the ensemble std), ``thermo_agl_trained`` (whether the AGL θ_D output
-    was trained and is reported), ``thermo_composition_features`` (whether each member's head also reads the
-    composition descriptors of :mod:`cloud_hf.composition`, pooled from the SCOPE tokens), and the weights of the two
-    DOS losses against the C_v and S terms: ``thermo_dos_loss_weight`` (L1 per DOS point) and
-    ``thermo_cumulative_dos_loss_weight`` (L1 of the cumulative mode count: a Wasserstein-1 distance).
-    ``thermo_mass_scaling`` (dos head with composition features) predicts the DOS on the mass-reduced axis
-    u = ω·√(m̄/``thermo_reference_mass`` amu)·e^δ, on a uniform grid 0, ``thermo_reduced_frequency_step``, …,
-    ``thermo_reduced_frequency_max`` (cm⁻¹ at m̄ = m_ref); ``thermo_dos_prior`` is then on that grid.
-    ``thermo_cell_features`` (with composition features) adds the cell descriptors of
-    :mod:`cloud_hf.cell_descriptors` to what the heads read, standardised by ``thermo_cell_statistics``
-    (``[means, stds]``, one per descriptor, from the training crystals).
-    """
+    """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the ``thermo_*``
+    settings ``overrides`` (see [`CloudConfig`] for each; checked by `CloudConfig.check_thermo_settings`)."""
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
-    settings.update({
-        **THERMO_DEFAULTS, **{key: value for key, value in settings.items() if key.startswith("thermo_")}, **overrides,
-    })
+    settings.update(overrides)
     settings["architectures"] = ["CloudThermoModel"]
     config = CloudConfig.from_dict(settings)
-    if config.thermo_head not in THERMO_HEADS:
-        raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
-    if not int(config.thermo_members) >= 1:
-        raise CloudConfigError(f"thermo_members must be ≥ 1, got {config.thermo_members}")
-    if config.thermo_mass_scaling and (config.thermo_head != "dos" or not config.thermo_composition_features):
-        raise CloudConfigError("thermo_mass_scaling stretches the dos head's spectrum by the atoms' mean mass: it "
-                               "needs thermo_head 'dos' and thermo_composition_features true")
-    if config.thermo_cell_features and not config.thermo_composition_features:
-        raise CloudConfigError("thermo_cell_features joins the cell descriptors to the composition descriptors: it "
-                               "needs thermo_composition_features true")
-    statistics = config.thermo_cell_statistics
-    if statistics is not None and (len(statistics) != 2 or any(len(row) != NUM_CELL_DESCRIPTORS for row in statistics)
-                                   or not all(std > 0 for std in statistics[1])):
-        raise CloudConfigError(f"thermo_cell_statistics must be [means, stds] of {NUM_CELL_DESCRIPTORS} values each "
-                               f"({', '.join(CELL_DESCRIPTORS)}), stds > 0; got {statistics!r}")
+    config.check_thermo_settings()
     return config
 
 
@@ -160,6 +113,12 @@ class CloudThermoOutput(ModelOutput):
         unseen_element_share (`torch.FloatTensor` of shape `(batch_size,)`, *optional*): with
             ``config.thermo_training_elements``, the share of the crystal's atoms whose element no training crystal
             had; every std above is widened for it (``config.thermo_unseen_element_std``).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, with ``output_hidden_states``): the embeddings
+            output and every layer's output of every member, each `(batch_size, members, sequence_length,
+            hidden_size)`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*, with ``output_attentions``): every layer's attention
+            probabilities of every member, each `(batch_size, members, num_heads, sequence_length,
+            sequence_length)`.
     """
 
     loss: torch.Tensor | None = None
@@ -180,6 +139,8 @@ class CloudThermoOutput(ModelOutput):
     agl_debye_temperature: torch.Tensor | None = None
     agl_debye_temperature_std: torch.Tensor | None = None
     unseen_element_share: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class SourceOffsets(nn.Embedding):
@@ -206,18 +167,24 @@ class CloudThermoMember(nn.Module):
         if config.thermo_sources:  # one learned offset of the [CLS] state per label source (code, functional)
             self.source = SourceOffsets(len(config.thermo_sources), config.hidden_size)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                composition: torch.Tensor | None = None, source_ids: torch.Tensor | None = None) -> torch.Tensor:
-        hidden = self.cloud(input_ids, attention_mask=attention_mask, return_dict=True,
-                            first_token_only=True).last_hidden_state
-        summary = hidden[:, 0]
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                composition: torch.Tensor | None = None, source_ids: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                **kwargs: Unpack[TransformersKwargs]) -> tuple[torch.Tensor, BaseModelOutput]:
+        """The head's outputs `(batch, P)` (≥ float32) and the encoder's output (with its hidden states and
+        attentions when ``output_hidden_states`` / ``output_attentions`` ask for them)."""
+        # the head reads [CLS] only; the full last layer where hidden states are asked for
+        whole = bool(kwargs.get("output_hidden_states", self.cloud.config.output_hidden_states))
+        encoded = self.cloud(input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             inputs_embeds=inputs_embeds, return_dict=True, first_token_only=not whole, **kwargs)
+        summary = encoded.last_hidden_state[:, 0]
         if self.composition is not None and composition is not None:
             summary = summary + self.composition(composition.to(summary))
         if self.source is not None:
-            ids = source_ids if source_ids is not None else torch.zeros_like(input_ids[:, 0])
-            summary = summary + self.source(ids.to(input_ids.device).long())
+            ids = source_ids if source_ids is not None else summary.new_zeros(summary.shape[0], dtype=torch.long)
+            summary = summary + self.source(ids.to(summary.device).long())
         output = self.head(summary)
-        return output.to(torch.promote_types(output.dtype, torch.float32))  # thermodynamics need ≥ float32
+        return output.to(torch.promote_types(output.dtype, torch.float32)), encoded  # thermodynamics need ≥ float32
 
 
 class _MemberSpectra:
@@ -243,23 +210,12 @@ class CloudThermoModel(CloudPreTrainedModel):
     """
 
     def __init__(self, config: CloudConfig):
-        for key, value in THERMO_DEFAULTS.items():  # a setting added after a checkpoint was saved: its default
-            if not hasattr(config, key):
-                setattr(config, key, value)
+        config.check_thermo_settings()  # again: a setting may have been changed since the config was made
         super().__init__(config)
-        if config.thermo_head not in THERMO_HEADS:  # e.g. "debye" is CloudDebyeModel's, not a spectrum of this class
-            raise CloudConfigError(f"thermo_head must be one of {THERMO_HEADS}, got {config.thermo_head!r}")
         self.head_kind = config.thermo_head
-        grid = [float(omega) for omega in config.thermo_frequencies]
-        if any(right <= left for left, right in itertools.pairwise(grid)) or grid[0] <= 0:
-            raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
         self.mass_scaling = bool(config.thermo_mass_scaling)
         if self.head_kind == "dos":  # the DOS values (on the reduced axis: plus the stretch correction δ)
-            dos_points = len(self.reduced_frequencies) if self.mass_scaling else len(grid)
-            num_spectrum = dos_points + int(self.mass_scaling)
-            prior = config.thermo_dos_prior
-            if prior is not None and len(prior) != dos_points:
-                raise CloudConfigError(f"thermo_dos_prior has {len(prior)} values for a DOS grid of {dos_points} points")
+            num_spectrum = config.thermo_dos_points + int(self.mass_scaling)
         else:
             num_spectrum = 1 + 2 * config.thermo_num_einstein
         self.members = nn.ModuleList(
@@ -386,16 +342,6 @@ class CloudThermoModel(CloudPreTrainedModel):
         """The DOS grid ``config.thermo_frequencies``, cm⁻¹ (float32, on the model's device)."""
         return torch.tensor(self.config.thermo_frequencies, dtype=torch.float32, device=self.device)
 
-    @property
-    def reduced_frequencies(self) -> list[float]:
-        """The mass-reduced grid of ``thermo_mass_scaling``: 0, step, …, max (cm⁻¹ at m̄ = m_ref)."""
-        step, top = float(self.config.thermo_reduced_frequency_step), float(self.config.thermo_reduced_frequency_max)
-        steps = round(top / step) if step > 0 else 0
-        if not 0.0 < step < top or not math.isclose(steps * step, top):
-            raise CloudConfigError(f"thermo_reduced_frequency_max ({top}) must be a whole number of steps "
-                                   f"thermo_reduced_frequency_step ({step} > 0)")
-        return [step * index for index in range(steps + 1)]
-
     def mass_stretch(self, composition: torch.Tensor) -> torch.Tensor:
         """s₀ = √(m̄/m_ref) `(batch,)` from the pooled composition descriptors (m̄: the geometric-mean atomic mass,
         from the standardised mean ln-mass feature and the vocabulary's ln-mass statistics)."""
@@ -452,7 +398,7 @@ class CloudThermoModel(CloudPreTrainedModel):
     @can_return_tuple
     def forward(
         self,
-        input_ids: torch.LongTensor,
+        input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         temperature: torch.Tensor | Sequence[float] | float | None = None,
         n_atoms: torch.Tensor | None = None,
@@ -463,6 +409,8 @@ class CloudThermoModel(CloudPreTrainedModel):
         member_weights: torch.Tensor | None = None,
         cell_features: torch.Tensor | None = None,
         source_ids: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CloudThermoOutput:
         r"""
@@ -474,12 +422,22 @@ class CloudThermoModel(CloudPreTrainedModel):
             ``config.thermo_cell_features``; the processor makes them.
         source_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): with ``config.thermo_sources``, the
             index of the label source each crystal is predicted as (default 0: the first source, phonondb).
+        position_ids, inputs_embeds: as for [`CloudModel`], given to every member's encoder (`inputs_embeds`
+            replaces each member's own word embeddings; a model with composition descriptors still needs
+            `input_ids`, which they are read from).
+        kwargs: ``output_hidden_states`` / ``output_attentions``: every member's, stacked on dimension 1 (see
+            [`CloudThermoOutput`]).
         """
-        batch_size = input_ids.shape[0]
+        if input_ids is None and self.uses_composition:
+            raise CloudDataError("this model reads the composition descriptors from the token ids: pass input_ids "
+                                 "(inputs_embeds alone has no composition)")
+        batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         composition = self.composition_features(input_ids, attention_mask)
         descriptors = self.descriptor_features(composition, cell_features)
-        raw = torch.stack([member(input_ids, attention_mask, descriptors, source_ids) for member in self.members],
-                          dim=1)  # (B, members, P)
+        members = [member(None if inputs_embeds is not None else input_ids, attention_mask, descriptors, source_ids,
+                          position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
+                   for member in self.members]
+        raw = torch.stack([output for output, _ in members], dim=1)  # (B, members, P)
         atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
                  else raw.new_ones(batch_size))
         if atoms.shape[0] != batch_size:
@@ -511,13 +469,15 @@ class CloudThermoModel(CloudPreTrainedModel):
         }
         if thermo is not None:
             widen = float(self.config.thermo_unseen_element_std or 0.0)
-            for name in THERMO_UNITS:
-                value, spread = _mean_std(getattr(thermo, name), scale)
+            for name, member_values in thermo._asdict().items():
+                value, spread = _mean_std(member_values, scale)
                 if unseen is not None and widen > 0:  # unknown chemistry: ± widen × |value| per unseen share
                     spread = torch.sqrt(spread**2 + (widen * unseen.to(value)[:, None] * value.abs()) ** 2)
                 fields[name], fields[f"{name}_std"] = value, spread
             fields["member_heat_capacity"] = thermo.heat_capacity
         fields["unseen_element_share"] = unseen
+        fields["hidden_states"] = _stack_members([encoded.hidden_states for _, encoded in members])
+        fields["attentions"] = _stack_members([encoded.attentions for _, encoded in members])
         return CloudThermoOutput(loss=loss, **fields)
 
     def member_loss(self, spectra: _MemberSpectra, thermo: PhononThermodynamics | None, n_atoms: torch.Tensor,
@@ -569,51 +529,13 @@ class CloudThermoModel(CloudPreTrainedModel):
             raise CloudDataError(f"temperature has shape {tuple(temp.shape)}; expected ({batch_size}, num_temperatures)")
         return temp
 
-    # --- pipeline contract ---------------------------------------------------------------------------------------
 
-    def prediction_inputs(self, n_atoms: torch.Tensor, temperatures: Sequence[float]) -> dict[str, torch.Tensor]:
-        """``temperature`` `(batch, n_T)` (K) and ``n_atoms`` for forward(), as for [`CloudDebyeModel`]."""
-        return temperature_grid_inputs(n_atoms, temperatures)
-
-    def property_records(self, outputs: CloudThermoOutput, n_atoms: Sequence[int],
-                         temperatures: Sequence[float]) -> list[list[dict[str, Any]]]:
-        """Per crystal: C_v (cell and per atom), S, U, F at each temperature with their std, the equivalent θ_D
-        (the Debye θ with the same C_v at that temperature) and, if trained, the auxiliary AGL θ_D."""
-        # every tensor to Python once, and one batched bisection for all equivalent θ_D (the per-record version
-        # made the bundled model's end-to-end rate 30× slower)
-        values = {name: getattr(outputs, name).detach().double().cpu() for name in THERMO_UNITS}
-        stds = {name: getattr(outputs, f"{name}_std").detach().double().cpu() for name in THERMO_UNITS}
-        atoms = torch.as_tensor(list(n_atoms), dtype=torch.float64)[:, None]
-        temperature = torch.as_tensor(list(temperatures), dtype=torch.float64)
-        heat, heat_std = values["heat_capacity"], stds["heat_capacity"]
-        theta = equivalent_debye_temperature(torch.stack([heat, heat + heat_std, heat - heat_std]), temperature, atoms)
-        table = {name: values[name].tolist() for name in THERMO_UNITS}
-        table_std = {name: stds[name].tolist() for name in THERMO_UNITS}
-        theta_value, theta_std = theta[0].tolist(), ((theta[2] - theta[1]).abs() / 2.0).tolist()
-        agl = (outputs.agl_debye_temperature.detach().tolist(), outputs.agl_debye_temperature_std.detach().tolist())
-        records: list[list[dict[str, Any]]] = []
-        for row, count in enumerate(n_atoms):
-            crystal: list[dict[str, Any]] = []
-            for column, temp in enumerate(temperatures):
-                for name, unit in THERMO_UNITS.items():
-                    value, std = table[name][row][column], table_std[name][row][column]
-                    crystal.append(_record(name, value, unit, std, temp))
-                    if name == "heat_capacity":
-                        crystal.append(_record("heat_capacity_per_atom", value / count, unit, std / count, temp))
-                crystal.append(_record("debye_temperature", theta_value[row][column], "K", theta_std[row][column], temp))
-            if self.config.thermo_agl_trained:
-                crystal.append(_record("agl_debye_temperature", agl[0][row], "K", agl[1][row]))
-            if outputs.unseen_element_share is not None:
-                crystal.append(_record("unseen_element_share", float(outputs.unseen_element_share[row]), "", 0.0))
-            records.append(crystal)
-        return records
-
-
-def _record(name: str, value: float, unit: str, std: float, temperature: float | None = None) -> dict[str, Any]:
-    record: dict[str, Any] = {"property": name, "value": value, "unit": unit, "std": std}
-    if temperature is not None:
-        record["temperature"] = float(temperature)
-    return record
+def _stack_members(per_member: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:
+    """Per layer, the members' tensors `(batch, …)` stacked to `(batch, members, …)`; None where not recorded (all
+    of them, or the layers a list of indices in ``output_hidden_states`` leaves out)."""
+    if any(layers is None for layers in per_member):
+        return None
+    return tuple(None if layer[0] is None else torch.stack(layer, dim=1) for layer in zip(*per_member))
 
 
 def _mean_std(values: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -664,4 +586,4 @@ def _weighted_l1(prediction: torch.Tensor, labels: torch.Tensor, scale: torch.Te
     return (error * weight).sum((0, 2)) / weight.sum((0, 2)).clamp(min=1e-12)
 
 
-__all__ = ["THERMO_DEFAULTS", "THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]
+__all__ = ["THERMO_HEADS", "CloudThermoModel", "CloudThermoOutput", "thermo_config"]

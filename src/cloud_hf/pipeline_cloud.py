@@ -15,7 +15,6 @@ disordered sites, a molecule, a SCOPE string longer than the model's positions, 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads checkpoints through)
 from cloud_hf.errors import CloudConfigError
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
+from cloud_hf.property_heads import PROPERTY_HEADS, prediction_inputs, property_model_class, property_records
 from cloud_hf.thermodynamics import temperature_values
 
 TASK_NAME = "crystal-property-prediction"
@@ -41,22 +41,6 @@ TEMPERATURES_PER_CALL = 256
 """Most temperatures evaluated in one model call; a longer list runs in chunks (the encoder again for each, a few
 ms), so that memory and time per crystal stay linear in the number of temperatures (one call at 16,000 K values
 held (batch, members, temperatures, modes) tensors of hundreds of MB and took 3× longer per temperature)."""
-
-PROPERTY_MODEL_CLASSES: dict[str, str] = {
-    "CloudThermoModel": "cloud_hf.modeling_cloud_thermo:CloudThermoModel",
-    "CloudDebyeModel": "cloud_hf.modeling_cloud_debye:CloudDebyeModel",
-    "CloudForRegression": "cloud_hf.modeling_cloud:CloudForRegression",
-    "CloudForClassification": "cloud_hf.modeling_cloud:CloudForClassification",
-}
-"""``config.architectures`` name → ``"module:class"`` of every property head the pipeline serves. A new head (a
-[`CloudPreTrainedModel`] implementing ``prediction_inputs`` and ``property_records``) is one line here."""
-
-
-def property_model_class(name: str) -> type[PreTrainedModel]:
-    """The head class registered under ``name`` in [`PROPERTY_MODEL_CLASSES`] (imported on first use)."""
-    module_name, class_name = PROPERTY_MODEL_CLASSES[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
 
 class AutoModelForCrystalPropertyPrediction:
     """Loads a crystal-property checkpoint with the head it was saved with (``config.architectures``).
@@ -74,13 +58,13 @@ class AutoModelForCrystalPropertyPrediction:
             config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
         architectures = list(config.architectures or [])
         for name in architectures:
-            if name in PROPERTY_MODEL_CLASSES:
+            if name in PROPERTY_HEADS:
                 return property_model_class(name).from_pretrained(
                     pretrained_model_name_or_path, *model_args, config=config, **kwargs
                 )
         raise CloudConfigError(
             f"{pretrained_model_name_or_path} records architectures {architectures}; the {TASK_NAME} pipeline "
-            f"needs one of {sorted(PROPERTY_MODEL_CLASSES)}"
+            f"needs one of {sorted(PROPERTY_HEADS)}"
         )
 
 
@@ -90,7 +74,8 @@ class CrystalPropertyPredictionPipeline(Pipeline):
     Inputs: a pymatgen ``Structure``, an ASE ``Atoms``, a pymatgen structure dict, CIF text, a path to a
     CIF/POSCAR file, or a list of these. A [`CloudProcessor`] (the checkpoint's own, or one rebuilt from its
     ``config.scope``) turns each crystal into model inputs; the model runs with the extra inputs its head asks for
-    (``model.prediction_inputs``) and turns its outputs into property records (``model.property_records``).
+    (:func:`cloud_hf.property_heads.prediction_inputs`) and its outputs read as property records
+    (:func:`cloud_hf.property_heads.property_records`).
 
     Each crystal gives a dict::
 
@@ -115,9 +100,9 @@ class CrystalPropertyPredictionPipeline(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if type(self.model).__name__ not in PROPERTY_MODEL_CLASSES:
+        if type(self.model).__name__ not in PROPERTY_HEADS:
             raise CloudConfigError(
-                f"the {TASK_NAME} pipeline needs one of {sorted(PROPERTY_MODEL_CLASSES)}, "
+                f"the {TASK_NAME} pipeline needs one of {sorted(PROPERTY_HEADS)}, "
                 f"got {type(self.model).__name__}"
             )
         if not isinstance(self.processor, CloudProcessor):
@@ -185,8 +170,8 @@ class CrystalPropertyPredictionPipeline(Pipeline):
             parts = []  # per chunk of temperatures: each crystal's records
             for start in range(0, len(temperatures), TEMPERATURES_PER_CALL):
                 chunk = temperatures[start:start + TEMPERATURES_PER_CALL]
-                outputs = self.model(**inputs, **self.model.prediction_inputs(atoms, chunk))
-                parts.append(self.model.property_records(outputs, atoms.tolist(), chunk))
+                outputs = self.model(**inputs, **prediction_inputs(self.model, atoms, chunk))
+                parts.append(property_records(self.model, outputs, atoms.tolist(), chunk))
                 if not any("temperature" in record for record in parts[0][0]):
                     break  # a head whose properties do not depend on temperature: one call
             for row, crystal_parts in zip(encoded, zip(*parts)):

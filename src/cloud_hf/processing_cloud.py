@@ -147,7 +147,7 @@ class CloudProcessor(ProcessorMixin):
             )
         max_length = getattr(config, "max_position_embeddings", None)
         return cls(tokenizer, scope=scope, max_length=max_length,
-                   cell_features=bool(getattr(config, "thermo_cell_features", False)))
+                   cell_features=bool(config.thermo_cell_features))
 
     # --- encoding ------------------------------------------------------------------------------------
 

@@ -136,7 +136,9 @@ def run_predict(args: argparse.Namespace) -> int:
         with_std = any("std" in record for result in table_rows for record in result["properties"])
         leave_out = UNCERTAIN_TERMINAL_LEFT_OUT if with_std else TERMINAL_LEFT_OUT
         print_table([flatten_result(result, leave_out=leave_out, join_std=True) for result in table_rows])
-    if args.plot is not None and getattr(predictor.model.config, "thermo_head", None):
+    from cloud_hf.modeling_cloud_thermo import CloudThermoModel  # here: `cloud-hf --help` imports no torch
+
+    if args.plot is not None and isinstance(predictor.model, CloudThermoModel):
         plot_model_curves(predictor, summaries, args.plot, args.temperatures, [item.crystal for item in inputs])
     elif args.plot is not None:
         plot_heat_capacity(summaries, args.plot, args.temperatures)

@@ -212,7 +212,7 @@ def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> 
     modes, and the README's prior figures were measured this way)."""
     dos = np.stack([example["dos_labels"] for example in train_examples])
     if np.isnan(dos).all():
-        size = len(model.reduced_frequencies) if model.mass_scaling else dos.shape[1]
+        size = len(model.config.thermo_reduced_frequencies) if model.mass_scaling else dos.shape[1]
         return np.log(np.expm1(np.full(size, 3.0 / 1000.0))).tolist()
     if model.mass_scaling:
         rows = np.flatnonzero(~np.isnan(dos).any(axis=1))
@@ -220,7 +220,7 @@ def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> 
         with torch.no_grad():
             stretch = model.mass_stretch(model.composition_features(ids, mask)).double().numpy()
         grid = np.r_[0.0, np.asarray(model.config.thermo_frequencies, dtype=np.float64)]
-        reduced = np.asarray(model.reduced_frequencies)
+        reduced = np.asarray(model.config.thermo_reduced_frequencies)
         dos = np.stack([np.interp(reduced / s, grid, np.r_[0.0, dos[row]], right=0.0)
                         for s, row in zip(stretch, rows)])
     mean = np.maximum(np.nanmean(dos, axis=0), 1e-5)
@@ -407,7 +407,7 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     model = build_model(model_args, train_examples, tokenizer)
     if model_args.head != "debye":
         model.config.thermo_agl_trained = "agl" in data_args.labels
-    members = getattr(model.config, "thermo_members", 1)
+    members = model.config.thermo_members
     model = fit_thermo(model, tokenizer, training_args, temperatures, members, model_args.bootstrap, train_examples,
                        None if data_args.final_fit else validation_examples)
 

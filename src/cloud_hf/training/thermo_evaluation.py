@@ -22,7 +22,7 @@ def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_ato
                    cell_features: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """C_v and S per mole of cells (and their std where the model has one), ``(n, n_T)``, in evaluation mode;
     ``cell_features`` `(n, 4)` go to models whose config asks for them (``thermo_cell_features``)."""
-    cells_wanted = bool(getattr(model.config, "thermo_cell_features", False))
+    cells_wanted = bool(model.config.thermo_cell_features)
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
     temperature = torch.tensor(list(temperatures), dtype=torch.float32)
