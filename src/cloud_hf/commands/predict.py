@@ -2,7 +2,7 @@
 
 Examples::
 
-    cloud-hf predict examples/                                   # bundled CloudDebyeModel: θ_D and C_v(300 K)
+    cloud-hf predict examples/                                   # bundled thermodynamics model: C_v, S at 300 K
     cloud-hf predict examples/ --temperatures 100 300 1000 --output predictions.csv --plot cv.png
     cloud-hf predict structures.csv.gz --model outputs/band_gap --output predictions.jsonl
 
@@ -45,11 +45,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model", default=None,
-        help="checkpoint folder or Hub id (default: the CloudDebyeModel bundled with cloud-hf)",
+        help="checkpoint folder or Hub id (default: the thermodynamics model (CloudThermoModel) bundled with cloud-hf)",
     )
     parser.add_argument(
         "--temperatures", type=float, nargs="+", default=None, metavar="K",
-        help="temperatures in K for C_v, U, S, F of a CloudDebyeModel (default: 300)",
+        help="temperatures in K for C_v, U, S, F of a thermodynamics or Debye model (default: 300)",
     )
     parser.add_argument("--output", type=Path, default=None,
                         help="write all rows to a .csv, .json or .jsonl file (as they are predicted)")

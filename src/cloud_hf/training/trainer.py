@@ -137,7 +137,7 @@ class ReproducibleMLMCollator(DataCollatorForLanguageModeling):
 
     The base class's own ``seed`` stays None: with a seed, ``DataCollatorForLanguageModeling`` replaces the
     generator by ``Generator(seed)`` on the first batch of every process (its per-process RNG check), so the
-    first batch after a resume was masked unlike the same batch of the uninterrupted run (issue 12, item 9).
+    first batch after a resume would be masked unlike the same batch of the uninterrupted run.
     """
 
     mask_seed: int = 42
