@@ -8,6 +8,10 @@ from typing import Any, Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+CELL_DESCRIPTORS_FEATURE = "cell_descriptors"
+"""The registered name of the cell descriptors (:mod:`cloud_hf.cell_descriptors`), which a thermo head declares
+with ``thermo_cell_features``."""
+
 
 @strict
 class CloudConfig(PreTrainedConfig):
@@ -49,6 +53,11 @@ class CloudConfig(PreTrainedConfig):
         debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
             `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
             median AFLOW AGL Debye temperature).
+        structure_features (`list[str]`, *optional*): registered structure features ([`cloud_hf.features`]) the
+            head also reads, in order; the checkpoint's processor computes them. Resolved with the thermo head's
+            ``thermo_cell_features`` by [`structure_feature_names`].
+        structure_feature_statistics (`dict[str, list[list[float]]]`, *optional*): ``[means, stds]`` a head
+            standardises a feature of ``structure_features`` by (see [`feature_statistics`]).
     """
 
     model_type = "cloud"
@@ -88,6 +97,44 @@ class CloudConfig(PreTrainedConfig):
     def scope_mode(self) -> str | None:
         """The SCOPE mode (``"canonical"`` or ``"reference"``) the model was trained with, if recorded."""
         return None if self.scope is None else self.scope.get("mode")
+
+    # Structure features: optional attributes, as the head settings are, so a config without them saves as before.
+
+    @property
+    def structure_feature_names(self) -> list[str]:
+        """The registered structure features (:mod:`cloud_hf.features`) the head reads, in order: the cell
+        descriptors of a thermo head with ``thermo_cell_features`` (how its checkpoints record them), then
+        ``structure_features``. Its processor computes exactly these."""
+        cells = [CELL_DESCRIPTORS_FEATURE] if getattr(self, "thermo_cell_features", False) else []
+        return cells + list(getattr(self, "structure_features", None) or [])
+
+    def feature_statistics(self, name: str) -> list[list[float]] | None:
+        """``[means, stds]`` the head standardises feature ``name`` by, None to read it as computed: a thermo head
+        records its cell descriptors' in ``thermo_cell_statistics``, every other feature's are in
+        ``structure_feature_statistics``."""
+        if name == CELL_DESCRIPTORS_FEATURE and getattr(self, "thermo_cell_features", False):
+            return getattr(self, "thermo_cell_statistics", None)
+        return (getattr(self, "structure_feature_statistics", None) or {}).get(name)
+
+    def set_feature_statistics(self, name: str, statistics: list[list[float]]) -> None:
+        """Record the statistics of feature ``name`` where :meth:`feature_statistics` reads them."""
+        if name not in self.structure_feature_names:
+            raise ValueError(f"structure feature {name!r} is not one this head reads ({self.structure_feature_names})")
+        if name == CELL_DESCRIPTORS_FEATURE and getattr(self, "thermo_cell_features", False):
+            self.thermo_cell_statistics = statistics
+        else:
+            self.structure_feature_statistics = {**(getattr(self, "structure_feature_statistics", None) or {}),
+                                                 name: statistics}
+
+    def validate_structure_features(self) -> None:
+        """Part of ``@strict`` validation: feature names are distinct strings, statistics belong to one of them
+        (their sizes are checked against the registered features where a head is built)."""
+        names = self.structure_feature_names
+        if any(not isinstance(name, str) or not name for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"structure features must be distinct names, got {names}")
+        stray = set(getattr(self, "structure_feature_statistics", None) or {}) - set(names)
+        if stray:
+            raise ValueError(f"structure_feature_statistics for {sorted(stray)}, which structure_features lacks")
 
     def validate_encoder_shape(self) -> None:
         """Part of ``@strict`` validation: the encoder dimensions are consistent."""
