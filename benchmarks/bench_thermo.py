@@ -143,7 +143,8 @@ def model_row(folder: Path, test: PhononCrystals, label: str) -> Row:
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = CloudThermoModel.from_pretrained(folder)
-    examples, unreadable = crystal_examples(test, tokenizer, labels=[])  # the recipe's encoding, errors per crystal
+    examples, unreadable = crystal_examples(  # the recipe's encoding, errors per crystal
+        test, tokenizer, labels=[], features=model.config.structure_feature_names)
     for bad in unreadable:
         logging.getLogger(__name__).warning("%s: %s: %s", folder.name, bad.id, bad.reason)
     prediction = crystal_prediction(model, examples, test, test.temperatures.tolist())  # per atom, NaN unread

@@ -39,3 +39,13 @@ def reference_scope_strings(reference_data: Path) -> list[str]:
             column = "cloud" if "cloud" in reader.fieldnames else "scope"
             strings.extend(row[column] for row in reader)
     return strings
+
+
+@pytest.fixture(scope="module")
+def canonical_tokenizer():
+    """A canonical-SCOPE tokenizer over the full canonical vocabulary, 32 positions (built, no files read)."""
+    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
+    from cloud_hf.tokenization_cloud import CloudTokenizerFast
+
+    return CloudTokenizerFast.from_scope_vocabulary(canonical_vocabulary(), ScopeEncoder().to_dict(),
+                                                    model_max_length=32)

@@ -11,7 +11,7 @@ import torch
 from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
 from pymatgen.core import Lattice, Structure
 
-from cloud_hf.cell_descriptors import NUM_CELL_DESCRIPTORS, cell_descriptors, descriptor_statistics
+from cloud_hf.cell_descriptors import CELL_DESCRIPTOR_FEATURE, NUM_CELL_DESCRIPTORS, cell_descriptors
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel, thermo_config
@@ -64,6 +64,7 @@ def test_nearest_neighbour_of_a_lone_atom_is_its_own_image_and_the_radius_grows_
 
 
 def test_descriptor_statistics_are_means_and_stds_and_refuse_wrong_shapes():
+    descriptor_statistics = CELL_DESCRIPTOR_FEATURE.statistics  # the registered feature's statistics
     rows = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 2.0, 5.0, 8.0]])
     assert descriptor_statistics(rows) == [[2.0, 2.0, 4.0, 6.0], [1.0, 1e-6, 1.0, 2.0]]
     with pytest.raises(ValueError, match=r"must be \(n ≥ 1, 4\)"):
@@ -71,15 +72,6 @@ def test_descriptor_statistics_are_means_and_stds_and_refuse_wrong_shapes():
 
 
 # --- the processor ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def canonical_tokenizer():
-    from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
-    from cloud_hf.tokenization_cloud import CloudTokenizerFast
-
-    return CloudTokenizerFast.from_scope_vocabulary(canonical_vocabulary(), ScopeEncoder().to_dict(),
-                                                    model_max_length=32)
 
 
 def rock_salt() -> Structure:

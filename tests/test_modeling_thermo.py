@@ -64,7 +64,7 @@ def test_dulong_petit_and_zero_point_limits(head):
                        zip(grid[:-1], grid[1:], g[:, :-1].T, g[:, 1:].T))
         first_moment = segments + g[:, 0] * grid[0] ** 2 / 4  # the Debye onset's ∫ω g dω
     else:  # 3 acoustic modes per cell at mean frequency (3/4)·ω_D, plus the Einstein modes
-        raw = torch.stack([member(**batch()) for member in model.members], 1)
+        raw = torch.stack([member(**batch())[0] for member in model.members], 1)
         spectra = model._spectra(raw[..., :-1], n_atoms)
         acoustic = 3 * 0.75 * spectra.debye_frequency[:, 0]
         optical = (spectra.einstein_frequencies * spectra.einstein_modes).sum(-1)[:, 0]

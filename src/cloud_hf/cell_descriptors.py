@@ -13,6 +13,8 @@ All four are invariant under the cell choice (primitive, conventional, supercell
 order, as a canonical SCOPE string is. Measured on the phonon crystals (validation carves only,
 ``benchmarks/sweep_thermo.py``): the gradient-boosting peer baseline's C_v(300 K) error drops from 0.449 / 0.479 /
 0.535 to 0.366 / 0.408 / 0.447 J/(mol·K) per atom with them; see the README for the DOS head's figures.
+
+They are the structure feature ``"cell_descriptors"`` (:mod:`cloud_hf.features`), model input ``cell_features``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from functools import cache
 import numpy as np
 
 from cloud_hf.errors import CrystalInputError
+from cloud_hf.features import register_feature
 from cloud_hf.structures import (
     ISOLATED_CLUSTER_GAP,
     MAX_ATOMIC_NUMBER,
@@ -81,14 +84,11 @@ def check_bulk_cell(cell: CrystalCell) -> None:
         )
 
 
-def descriptor_statistics(rows: np.ndarray) -> list[list[float]]:
-    """``[mean, std]`` per descriptor over ``rows`` `(n, NUM_CELL_DESCRIPTORS)` (std ≥ 1e-6): what a model
-    standardises its cell descriptors by, fitted on its training crystals."""
-    rows = np.asarray(rows, dtype=np.float64)
-    if rows.ndim != 2 or rows.shape[1] != NUM_CELL_DESCRIPTORS or not len(rows):
-        raise ValueError(f"cell descriptor rows must be (n ≥ 1, {NUM_CELL_DESCRIPTORS}), got {rows.shape}")
-    return [rows.mean(0).tolist(), np.maximum(rows.std(0), 1e-6).tolist()]
+CELL_DESCRIPTOR_FEATURE = register_feature(
+    "cell_descriptors", cell_descriptors, input_name="cell_features", value_names=CELL_DESCRIPTORS,
+    description="cell descriptors", check=check_bulk_cell)
+"""The cell descriptors as the structure feature ``"cell_descriptors"`` (model input ``cell_features``)."""
 
 
-__all__ = ["CELL_DESCRIPTORS", "NUM_CELL_DESCRIPTORS", "VACUUM_GAP", "cell_descriptors", "check_bulk_cell",
-           "descriptor_statistics"]
+__all__ = ["CELL_DESCRIPTORS", "CELL_DESCRIPTOR_FEATURE", "NUM_CELL_DESCRIPTORS", "VACUUM_GAP", "cell_descriptors",
+           "check_bulk_cell"]

@@ -9,13 +9,15 @@ from typing import Any, Literal
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, NUM_CELL_DESCRIPTORS
 from cloud_hf.errors import CloudConfigError
 
 THERMO_HEADS = ("dos", "debye-einstein")
 """The spectrum kinds of [`CloudThermoModel`] (``thermo_head``); ``"debye"`` is `CloudDebyeModel`'s own class."""
 DEFAULT_FREQUENCIES = tuple(float(omega) for omega in range(20, 1001, 20))
 """The DOS head's default grid, cm⁻¹: the phonon data's 20 cm⁻¹ bins (its ω = 0 point is the Debye onset)."""
+CELL_DESCRIPTORS_FEATURE = "cell_descriptors"
+"""The registered name of the cell descriptors (:mod:`cloud_hf.cell_descriptors`), which a thermo head declares
+with ``thermo_cell_features``."""
 
 
 @strict
@@ -58,6 +60,11 @@ class CloudConfig(PreTrainedConfig):
         debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
             `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
             median AFLOW AGL Debye temperature).
+        structure_features (`list[str]`, *optional*): registered structure features ([`cloud_hf.features`]) the
+            head also reads, in order; the checkpoint's processor computes them. Resolved with the thermo head's
+            ``thermo_cell_features`` by [`structure_feature_names`].
+        structure_feature_statistics (`dict[str, list[list[float]]]`, *optional*): ``[means, stds]`` a head
+            standardises a feature of ``structure_features`` by (see [`feature_statistics`]).
 
     Settings of the thermodynamics heads ([`CloudThermoModel`]; the ``thermo_*`` field group, checked together by
     [`~CloudConfig.check_thermo_settings`] when a thermo config is made (`thermo_config`) and when a thermo model is
@@ -137,6 +144,8 @@ class CloudConfig(PreTrainedConfig):
     thermo_training_elements: list[str] | None = None
     thermo_unseen_element_std: float | int = 0.0
     thermo_loss_per_crystal: bool = False
+    structure_features: list[str] | None = None
+    structure_feature_statistics: dict[str, list[list[float | int]]] | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -187,12 +196,14 @@ class CloudConfig(PreTrainedConfig):
         if self.thermo_cell_features and not self.thermo_composition_features:
             raise CloudConfigError("thermo_cell_features joins the cell descriptors to the composition descriptors: "
                                    "it needs thermo_composition_features true")
-        statistics = self.thermo_cell_statistics
-        if statistics is not None and (len(statistics) != 2
-                                       or any(len(row) != NUM_CELL_DESCRIPTORS for row in statistics)
-                                       or not all(std > 0 for std in statistics[1])):
-            raise CloudConfigError(f"thermo_cell_statistics must be [means, stds] of {NUM_CELL_DESCRIPTORS} values "
-                                   f"each ({', '.join(CELL_DESCRIPTORS)}), stds > 0; got {statistics!r}")
+        if self.structure_feature_names and not self.thermo_composition_features:
+            raise CloudConfigError("structure_features join the composition descriptors: they need "
+                                   "thermo_composition_features true")
+        from cloud_hf.cell_descriptors import (
+            CELL_DESCRIPTOR_FEATURE,  # here: the config module imports no structures
+        )
+
+        CELL_DESCRIPTOR_FEATURE.check_statistics(self.thermo_cell_statistics, "thermo_cell_statistics")
         grid = [float(omega) for omega in self.thermo_frequencies]
         if not grid or grid[0] <= 0 or any(right <= left for left, right in itertools.pairwise(grid)):
             raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")
@@ -202,12 +213,47 @@ class CloudConfig(PreTrainedConfig):
                                    f"{self.thermo_dos_points} points")
 
     def to_diff_dict(self) -> dict[str, Any]:
-        """As every config, but thermo settings at their declared default are left out (a model without a
-        thermodynamics head has none to save; loading fills them in)."""
+        """As every config, but head settings (``thermo_*``, ``structure_feature*``) at their declared default are
+        left out: a model without such a head has none to save, and loading fills them in."""
         fields = self.__dataclass_fields__
         return {key: value for key, value in super().to_diff_dict().items()
-                if not (key.startswith("thermo_") and key in fields
+                if not (key.startswith(("thermo_", "structure_feature")) and key in fields
                         and _json_equal(value, fields[key].default))}
+    @property
+    def structure_feature_names(self) -> list[str]:
+        """The registered structure features (:mod:`cloud_hf.features`) the head reads, in order: the cell
+        descriptors of a thermo head with ``thermo_cell_features`` (how its checkpoints record them), then
+        ``structure_features``. Its processor computes exactly these."""
+        cells = [CELL_DESCRIPTORS_FEATURE] if self.thermo_cell_features else []
+        return cells + list(self.structure_features or [])
+
+    def feature_statistics(self, name: str) -> list[list[float]] | None:
+        """``[means, stds]`` the head standardises feature ``name`` by, None to read it as computed: a thermo head
+        records its cell descriptors' in ``thermo_cell_statistics``, every other feature's are in
+        ``structure_feature_statistics``."""
+        if name == CELL_DESCRIPTORS_FEATURE and self.thermo_cell_features:
+            return self.thermo_cell_statistics
+        return (self.structure_feature_statistics or {}).get(name)
+
+    def set_feature_statistics(self, name: str, statistics: list[list[float]]) -> None:
+        """Record the statistics of feature ``name`` where :meth:`feature_statistics` reads them."""
+        if name not in self.structure_feature_names:
+            raise ValueError(f"structure feature {name!r} is not one this head reads ({self.structure_feature_names})")
+        if name == CELL_DESCRIPTORS_FEATURE and self.thermo_cell_features:
+            self.thermo_cell_statistics = statistics
+        else:
+            self.structure_feature_statistics = {**(self.structure_feature_statistics or {}),
+                                                 name: statistics}
+
+    def validate_structure_features(self) -> None:
+        """Part of ``@strict`` validation: feature names are distinct strings, statistics belong to one of them
+        (their sizes are checked against the registered features where a head is built)."""
+        names = self.structure_feature_names
+        if any(not isinstance(name, str) or not name for name in names) or len(set(names)) != len(names):
+            raise ValueError(f"structure features must be distinct names, got {names}")
+        stray = set(self.structure_feature_statistics or {}) - set(names)
+        if stray:
+            raise ValueError(f"structure_feature_statistics for {sorted(stray)}, which structure_features lacks")
 
     def validate_encoder_shape(self) -> None:
         """Part of ``@strict`` validation: the encoder dimensions are consistent."""

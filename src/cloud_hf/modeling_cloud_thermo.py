@@ -23,10 +23,12 @@ buffers saved with the weights. With ``config.thermo_mass_scaling`` as well, the
 mass-reduced axis u = ω·s, s = √(m̄/m_ref)·e^δ (m̄: the atoms' geometric-mean mass; m_ref:
 ``config.thermo_reference_mass``; δ: a learned per-crystal correction), since ω ∝ √(k/m): the head then learns the
 force constants' share of the spectrum and the masses stretch it, instead of each bin learning both.
-With ``config.thermo_cell_features`` (composition features too) the head also reads the cell descriptors of
-:mod:`cloud_hf.cell_descriptors` (ln volume per atom, density, neighbour distances: how tightly the atoms are
-packed, which SCOPE does not say), given as the ``cell_features`` input that a [`CloudProcessor`] makes from the
-structure, standardised by ``config.thermo_cell_statistics`` (fitted on the training crystals).
+With composition features the head also reads the structure features its config declares
+(``config.structure_feature_names``, :mod:`cloud_hf.features`), each given as the model input a [`CloudProcessor`]
+makes from the structure and standardised by its statistics (``config.feature_statistics``, fitted on the training
+crystals): with ``config.thermo_cell_features``, the cell descriptors of :mod:`cloud_hf.cell_descriptors` (ln volume
+per atom, density, neighbour distances: how tightly the atoms are packed, which SCOPE does not say) as
+``cell_features``, standardised by ``config.thermo_cell_statistics``.
 
 ``config.thermo_members`` members (≥ 1) form a deep ensemble in one model folder: the output is the members'
 mean and standard deviation (ddof 1, times ``config.thermo_std_scale``, a factor fitted on validation data). Each
@@ -37,7 +39,7 @@ the phonon C_v), trained only where such labels are given.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,6 @@ from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
-from cloud_hf.cell_descriptors import CELL_DESCRIPTORS, NUM_CELL_DESCRIPTORS
 from cloud_hf.composition import (
     ELEMENT_PROPERTIES,
     NUM_COMPOSITION_FEATURES,
@@ -63,6 +64,7 @@ from cloud_hf.composition import (
 from cloud_hf.configuration_cloud import THERMO_HEADS, CloudConfig
 from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.features import StructureFeature, get_features
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
 from cloud_hf.thermodynamics import (
     KELVIN_PER_WAVENUMBER,
@@ -80,7 +82,9 @@ _DOS_LOSS_SCALE = 3.0 / 1000.0  # modes per cm⁻¹ per atom of a DOS spread eve
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
     """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the ``thermo_*``
-    settings ``overrides`` (see [`CloudConfig`] for each; checked by `CloudConfig.check_thermo_settings`)."""
+    settings ``overrides`` (see [`CloudConfig`] for each; checked by `CloudConfig.check_thermo_settings`).; ``structure_features`` (with
+    composition features) adds further registered structure features (:mod:`cloud_hf.features`), standardised by
+    ``structure_feature_statistics``)."""
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update(overrides)
     settings["architectures"] = ["CloudThermoModel"]
@@ -151,7 +155,8 @@ class CloudThermoMember(nn.Module):
     """One ensemble member: a CLOUD encoder and a prediction head (spectrum outputs + 1 AGL θ_D output).
 
     With ``config.thermo_composition_features``, a small MLP of the composition descriptors (joined by the
-    standardised cell descriptors with ``config.thermo_cell_features``) is added to the [CLS] state before the head.
+    standardised structure features of ``config.structure_feature_names``) is added to the [CLS] state before the
+    head.
     """
 
     def __init__(self, config: CloudConfig, num_outputs: int):
@@ -160,7 +165,8 @@ class CloudThermoMember(nn.Module):
         self.head = CloudPredictionHead(config, num_outputs=num_outputs)
         self.composition = None
         if config.thermo_composition_features:
-            descriptors = NUM_COMPOSITION_FEATURES + NUM_CELL_DESCRIPTORS * bool(config.thermo_cell_features)
+            descriptors = NUM_COMPOSITION_FEATURES + sum(feature.size for feature in
+                                                         get_features(config.structure_feature_names))
             self.composition = nn.Sequential(nn.Linear(descriptors, config.hidden_size), nn.SiLU(),
                                              nn.Linear(config.hidden_size, config.hidden_size))
         self.source = None
@@ -222,7 +228,10 @@ class CloudThermoModel(CloudPreTrainedModel):
             [CloudThermoMember(config, num_spectrum + 1) for _ in range(int(config.thermo_members))]
         )
         self.uses_composition = bool(config.thermo_composition_features)
-        self.uses_cell = bool(config.thermo_cell_features)
+        self.structure_features: list[StructureFeature] = get_features(config.structure_feature_names)
+        for feature in self.structure_features:
+            feature.check_statistics(config.feature_statistics(feature.name),
+                                     f"the statistics of structure feature {feature.name!r}")
         if self.uses_composition:  # token tables of cloud_hf.composition, saved with the weights
             vocab_size = config.vocab_size
             self.register_buffer("composition_is_element", torch.zeros(vocab_size))
@@ -283,28 +292,35 @@ class CloudThermoModel(CloudPreTrainedModel):
                                            self.composition_properties, self.composition_atom_counts)
 
     def descriptor_features(self, composition: torch.Tensor | None,
-                            cell_features: torch.Tensor | None) -> torch.Tensor | None:
-        """What each member's descriptor MLP reads `(batch, F)`: the pooled ``composition`` descriptors, joined with
-        ``config.thermo_cell_features`` by the standardised cell descriptors ``cell_features`` `(batch, 4)` (the
-        natural logs of :func:`cloud_hf.cell_descriptors.cell_descriptors`)."""
-        if not self.uses_cell:
+                            inputs: Mapping[str, Any]) -> torch.Tensor | None:
+        """What each member's descriptor MLP reads `(batch, F)`: the pooled ``composition`` descriptors, joined by
+        each structure feature of ``config.structure_feature_names``, taken from ``inputs`` by its input name (the
+        cell descriptors: ``cell_features`` `(batch, 4)`, the natural logs of
+        :func:`cloud_hf.cell_descriptors.cell_descriptors`) and standardised by its statistics."""
+        if not self.structure_features:
             return composition
-        if cell_features is None:
-            raise CloudDataError("this model reads the crystals' cell descriptors: pass cell_features (batch, "
-                                 f"{NUM_CELL_DESCRIPTORS}) = {', '.join(CELL_DESCRIPTORS)}; a CloudProcessor makes them "
+        return torch.cat([composition, *(self._standardised(feature, inputs.get(feature.input_name), composition)
+                                         for feature in self.structure_features)], dim=-1)
+
+    def _standardised(self, feature: StructureFeature, values: Any, composition: torch.Tensor) -> torch.Tensor:
+        """One structure feature's input `(batch, size)`, checked and standardised, in ``composition``'s dtype."""
+        name = feature.input_name
+        if values is None:
+            raise CloudDataError(f"this model reads the crystals' {feature.description}: pass {name} (batch, "
+                                 f"{feature.size}) = {', '.join(feature.value_names)}; a CloudProcessor makes them "
                                  "from structures (a SCOPE string alone has no cell)")
-        cell = torch.as_tensor(cell_features).to(composition)
-        if cell.shape != (composition.shape[0], NUM_CELL_DESCRIPTORS):
-            raise CloudDataError(f"cell_features has shape {tuple(cell.shape)}; expected ({composition.shape[0]}, "
-                                 f"{NUM_CELL_DESCRIPTORS})")
-        if not bool(torch.isfinite(cell).all()):
-            raise CloudDataError(f"cell_features has NaN or infinite values in row(s) "
-                                 f"{torch.nonzero(~torch.isfinite(cell).all(1)).flatten().tolist()}")
-        statistics = self.config.thermo_cell_statistics
+        values = torch.as_tensor(values).to(composition)
+        if values.shape != (composition.shape[0], feature.size):
+            raise CloudDataError(f"{name} has shape {tuple(values.shape)}; expected ({composition.shape[0]}, "
+                                 f"{feature.size})")
+        if not bool(torch.isfinite(values).all()):
+            raise CloudDataError(f"{name} has NaN or infinite values in row(s) "
+                                 f"{torch.nonzero(~torch.isfinite(values).all(1)).flatten().tolist()}")
+        statistics = self.config.feature_statistics(feature.name)
         if statistics is not None:
-            mean, std = cell.new_tensor(statistics)
-            cell = (cell - mean) / std
-        return torch.cat([composition, cell], dim=-1)
+            mean, std = values.new_tensor(statistics)
+            values = (values - mean) / std
+        return values
 
     # --- construction -------------------------------------------------------------------------------------------
 
@@ -419,7 +435,8 @@ class CloudThermoModel(CloudPreTrainedModel):
         n_atoms (`torch.Tensor` of shape `(batch_size,)`, *optional*): atoms per cell N (> 0); default 1 (per atom).
         cell_features (`torch.Tensor` of shape `(batch_size, 4)`, *optional*): the cell descriptors of
             [`cloud_hf.cell_descriptors.cell_descriptors`] (natural logs), needed by a model with
-            ``config.thermo_cell_features``; the processor makes them.
+            ``config.thermo_cell_features``; the processor makes them, and every other structure feature the config
+            declares, passed by its input name.
         source_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): with ``config.thermo_sources``, the
             index of the label source each crystal is predicted as (default 0: the first source, phonondb).
         position_ids, inputs_embeds: as for [`CloudModel`], given to every member's encoder (`inputs_embeds`
@@ -433,7 +450,11 @@ class CloudThermoModel(CloudPreTrainedModel):
                                  "(inputs_embeds alone has no composition)")
         batch_size = (input_ids if input_ids is not None else inputs_embeds).shape[0]
         composition = self.composition_features(input_ids, attention_mask)
-        descriptors = self.descriptor_features(composition, cell_features)
+        feature_inputs = {"cell_features": cell_features}  # the other features arrive by their input names
+        for feature in self.structure_features:
+            if feature.input_name in kwargs:
+                feature_inputs[feature.input_name] = kwargs.pop(feature.input_name)
+        descriptors = self.descriptor_features(composition, feature_inputs)
         members = [member(None if inputs_embeds is not None else input_ids, attention_mask, descriptors, source_ids,
                           position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
                    for member in self.members]

@@ -73,7 +73,8 @@ class CrystalPropertyPredictionPipeline(Pipeline):
 
     Inputs: a pymatgen ``Structure``, an ASE ``Atoms``, a pymatgen structure dict, CIF text, a path to a
     CIF/POSCAR file, or a list of these. A [`CloudProcessor`] (the checkpoint's own, or one rebuilt from its
-    ``config.scope``) turns each crystal into model inputs; the model runs with the extra inputs its head asks for
+    ``config.scope``) turns each crystal into model inputs (the tokens and the structure features the head reads,
+    whatever the processor returns); the model runs with them and the extra inputs its head asks for
     (:func:`cloud_hf.property_heads.prediction_inputs`) and its outputs read as property records
     (:func:`cloud_hf.property_heads.property_records`).
 
@@ -142,11 +143,8 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         """One crystal through the processor; an encoding failure is recorded in ``error`` instead of raised."""
         batch = self.processor([crystal], return_tensors="pt")
         (encoding,) = batch.crystals
-        cells = {"cell_features": batch["cell_features"]} if "cell_features" in batch else {}
         return {
-            "input_ids": batch["input_ids"],
-            "attention_mask": batch["attention_mask"],
-            **cells,
+            **{name: batch[name] for name in self.processor.model_input_names},  # tokens and structure features
             "n_atoms": batch.n_atoms,
             "formula": encoding.formula,
             "scope": encoding.scope,
@@ -163,9 +161,7 @@ class CrystalPropertyPredictionPipeline(Pipeline):
         encoded = [row for row, error in enumerate(errors) if error is None]
         if encoded:  # failed crystals' placeholder rows are left out: they would only widen the padding
             rows = torch.tensor(encoded, dtype=torch.long)
-            inputs = {"input_ids": model_inputs["input_ids"][rows], "attention_mask": model_inputs["attention_mask"][rows]}
-            if "cell_features" in model_inputs:
-                inputs["cell_features"] = model_inputs["cell_features"][rows]
+            inputs = {name: model_inputs[name][rows] for name in self.processor.model_input_names}
             atoms = n_atoms[rows]
             parts = []  # per chunk of temperatures: each crystal's records
             for start in range(0, len(temperatures), TEMPERATURES_PER_CALL):

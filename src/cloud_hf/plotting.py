@@ -161,7 +161,7 @@ def plot_model_thermo(
     path: str | Path = "thermo_curves.png",
     temperatures: Sequence[float] | torch.Tensor | None = None,
     per_atom: bool = True,
-    cell_features: torch.Tensor | None = None,
+    features: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Draw a thermodynamics model's C_v(T) (mean with its ±2σ band) beside its predicted phonon DOS.
 
@@ -172,8 +172,8 @@ def plot_model_thermo(
         path: output image, .png, .pdf or .svg (parent folders are created).
         temperatures: temperatures in K (> 0) of the curves; default 1 K to 1000 K.
         per_atom: C_v and DOS per mole of atoms (default; curves of different cells are comparable) or per cell.
-        cell_features: the crystals' cell descriptors `(n, 4)` (a processor's ``cell_features``), for a model that
-            reads them (``config.thermo_cell_features``).
+        features: the crystals' structure features by model input name, `(n, size)` each (what a processor
+            returns beside the tokens, e.g. ``cell_features``), for a model that reads them.
 
     Returns:
         The path of the written image. The legends sit outside the axes, so they never cover the curves.
@@ -191,7 +191,7 @@ def plot_model_thermo(
     with torch.no_grad():
         output = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
                        temperature=temperature.expand(len(names), -1), n_atoms=n_atoms,
-                       **({"cell_features": cell_features} if cell_features is not None else {}))
+                       **(features or {}))
     divisor = n_atoms[:, None] if per_atom else torch.ones_like(n_atoms)[:, None]
     heat, heat_std = output.heat_capacity / divisor, output.heat_capacity_std / divisor
     dos, dos_std = output.dos / divisor, output.dos_std / divisor

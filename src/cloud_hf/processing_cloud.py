@@ -16,11 +16,13 @@ A crystal that cannot be encoded keeps its row: a two-token ``[CLS] [SEP]`` plac
 the reason in ``batch.errors``; its outputs mean nothing and are dropped by the pipeline.
 
 Settings: ``scope`` (``ScopeEncoder.to_dict()``, how crystals are written as SCOPE strings), ``max_length`` (the
-model's positions, [CLS] and [SEP] included) and ``cell_features`` (whether the batch also carries each crystal's
-cell descriptors, :mod:`cloud_hf.cell_descriptors`, for models that read them) are saved in
-``processor_config.json`` beside the tokenizer files.
+model's positions, [CLS] and [SEP] included) and ``structure_features`` (the registered features of
+:mod:`cloud_hf.features` the batch also carries, each under its model input name, e.g. the cell descriptors as
+``cell_features``, with the version each was computed with) are saved in ``processor_config.json`` beside the
+tokenizer files.
 A checkpoint without that file (older cloud-hf checkpoints, the converted reference) loads through a processor
-rebuilt from its ``config.json`` (``scope``, ``max_position_embeddings``), or from the tokenizer's recorded settings.
+rebuilt from its ``config.json`` (``scope``, ``max_position_embeddings``, the features its head reads), or from the
+tokenizer's recorded settings.
 
 Unknown-token policy (one policy everywhere): a SCOPE string with a token outside the tokenizer's vocabulary, or with
 more tokens than ``max_length``, is an error for that crystal (:class:`cloud_hf.errors.CrystalInputError`), never a
@@ -30,7 +32,7 @@ silent ``[UNK]`` or a truncated string.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -39,21 +41,23 @@ from typing import Any
 from transformers import BatchEncoding
 from transformers.processing_utils import ProcessorMixin
 
-from cloud_hf.errors import CrystalInputError
+from cloud_hf.configuration_cloud import CELL_DESCRIPTORS_FEATURE, CloudConfig
+from cloud_hf.errors import CloudConfigError, CrystalInputError
+from cloud_hf.features import StructureFeature, get_features
 
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 
 
 @dataclass(frozen=True)
 class CrystalEncoding:
-    """What the processor made of one input: its SCOPE string, reduced formula, atoms per cell and (when asked for)
-    cell descriptors, or the error."""
+    """What the processor made of one input: its SCOPE string, reduced formula, atoms per cell and its structure
+    features by model input name, or the error."""
 
     scope: str | None = None
     formula: str | None = None
     n_atoms: int | None = None
     error: str | None = None
-    cell_features: tuple[float, ...] | None = None
+    features: Mapping[str, tuple[float, ...]] | None = None
 
 
 class CrystalBatch(BatchEncoding):
@@ -101,23 +105,27 @@ class CloudProcessor(ProcessorMixin):
         scope (`dict`, *optional*): ``ScopeEncoder.to_dict()`` settings; defaults to the tokenizer's recorded ones.
         max_length (`int`, *optional*): longest token sequence the model reads ([CLS]/[SEP] included); defaults to
             the tokenizer's ``model_max_length``.
-        cell_features (`bool`, *optional*, defaults to `False`): also return ``cell_features`` `(batch, 4)`, the
-            cell descriptors of [`cloud_hf.cell_descriptors.cell_descriptors`] (for models with
-            ``thermo_cell_features``; a SCOPE string has no cell, so ``scopes=`` rows are then errors, and so is a cell
-            with vacuum, [`cloud_hf.cell_descriptors.check_bulk_cell`]).
+        structure_features (`list[str]` or `dict[str, int]`, *optional*): registered features
+            ([`cloud_hf.features`]) to return too, each under its input name `(batch, size)`; as a dict, the
+            version each must have (a saved processor records them). A SCOPE string has no cell, so ``scopes=`` rows
+            are then errors, and so is a cell a feature's check refuses (the cell descriptors refuse vacuum,
+            [`cloud_hf.cell_descriptors.check_bulk_cell`]).
+        cell_features (`bool`, *optional*, defaults to `False`): also return the cell descriptors (``cell_features``
+            `(batch, 4)`, [`cloud_hf.cell_descriptors.cell_descriptors`]), first; how processors saved before
+            ``structure_features`` record them.
     """
 
     tokenizer_class = "CloudTokenizerFast"
 
     def __init__(self, tokenizer: Any = None, scope: dict[str, Any] | None = None, max_length: int | None = None,
-                 cell_features: bool = False):
+                 structure_features: Sequence[str] | Mapping[str, int] | None = None, cell_features: bool = False):
         if scope is None and tokenizer is not None:
             scope = tokenizer.scope_config
         if max_length is None and tokenizer is not None:
             max_length = int(tokenizer.model_max_length)
         self.scope = dict(scope) if scope is not None else None
         self.max_length = max_length
-        self.cell_features = bool(cell_features)
+        self.structure_features = feature_versions(structure_features, cell_features)
         super().__init__(tokenizer)
 
     # --- loading -------------------------------------------------------------------------------------
@@ -138,16 +146,33 @@ class CloudProcessor(ProcessorMixin):
     @classmethod
     def for_model(cls, config: Any, tokenizer: Any) -> CloudProcessor:
         """The processor of a checkpoint that records no processor: SCOPE settings from ``config.scope`` (else the
-        tokenizer's), ``max_length`` from ``config.max_position_embeddings``, ``cell_features`` from
-        ``config.thermo_cell_features``."""
+        tokenizer's), ``max_length`` from ``config.max_position_embeddings``, the structure features its head reads
+        (``config.structure_feature_names``)."""
         scope = getattr(config, "scope", None) or tokenizer.scope_config
         if scope is None:
             raise CrystalInputError(
                 "the checkpoint records no SCOPE settings (config.scope or the tokenizer's 'scope'); cannot encode crystals"
             )
         max_length = getattr(config, "max_position_embeddings", None)
-        return cls(tokenizer, scope=scope, max_length=max_length,
-                   cell_features=bool(config.thermo_cell_features))
+        features = config.structure_feature_names if isinstance(config, CloudConfig) else []
+        return cls(tokenizer, scope=scope, max_length=max_length, structure_features=features)
+
+    # --- structure features --------------------------------------------------------------------------------
+
+    @property
+    def features(self) -> list[StructureFeature]:
+        """The registered features this processor computes, in order."""
+        return get_features(self.structure_features)
+
+    @property
+    def feature_input_names(self) -> list[str]:
+        """The model inputs of :attr:`features` (e.g. ``["cell_features"]``), in order."""
+        return [feature.input_name for feature in self.features]
+
+    @property
+    def cell_features(self) -> bool:
+        """Whether the batch carries the cell descriptors (``cell_features``)."""
+        return CELL_DESCRIPTORS_FEATURE in self.structure_features
 
     # --- encoding ------------------------------------------------------------------------------------
 
@@ -161,22 +186,23 @@ class CloudProcessor(ProcessorMixin):
         return ScopeEncoder.from_dict(self.scope)
 
     def encode_crystal(self, crystal: Any, name: str | None = None) -> CrystalEncoding:
-        """SCOPE string, formula, atom count (and cell descriptors) of one crystal; ``CrystalInputError`` naming the
-        input otherwise."""
-        from cloud_hf.cell_descriptors import cell_descriptors, check_bulk_cell
+        """SCOPE string, formula, atom count (and structure features) of one crystal; ``CrystalInputError`` naming
+        the input otherwise."""
         from cloud_hf.structures import load_cell
 
         encoder = self.scope_encoder
+        features = self.features
         cell = load_cell(crystal, name=name, min_distance=encoder.min_distance)
-        if self.cell_features:  # descriptors of a cell with vacuum describe the vacuum: refused
-            check_bulk_cell(cell)
+        for feature in features:  # e.g. descriptors of a cell with vacuum describe the vacuum: refused
+            if feature.check is not None:
+                feature.check(cell)
         # Canonical SCOPE ignores site order, so the cell read and validated above is encoded as is (each file read
         # and checked once); reference SCOPE follows pymatgen's site order, so the encoder reads the input as the
         # reference does.
         scope = encoder.encode_validated_cell(cell) if encoder.mode == "canonical" else encoder.encode(crystal, name=name)
-        descriptors = tuple(cell_descriptors(cell)) if self.cell_features else None
+        values = {feature.input_name: feature.compute(cell) for feature in features}
         return CrystalEncoding(scope=scope, formula=reduced_formula(cell.atomic_numbers), n_atoms=len(cell),
-                               cell_features=descriptors)
+                               features=values)
 
     def token_ids(self, scope: str, name: str | None = None) -> list[int]:
         """Token ids of a SCOPE string ([CLS]/[SEP] included), checked by [`check_token_ids`]."""
@@ -218,13 +244,14 @@ class CloudProcessor(ProcessorMixin):
             raise TypeError("pass crystals or scopes= (ready SCOPE strings), not both")
         rows: list[list[int]] = []
         encodings: list[CrystalEncoding] = []
+        features = self.features
         items = scopes if scopes is not None else (crystals if isinstance(crystals, (list, tuple)) else [crystals])
         for item in items:
             try:
-                if scopes is not None and self.cell_features:
-                    raise CrystalInputError(f"SCOPE string '{item}': this model also reads the crystal's cell "
-                                            "(cell_features: volume, density, neighbour distances), which a SCOPE "
-                                            "string does not give; pass the structure")
+                if scopes is not None and features:
+                    read = ", ".join(f"{feature.description} ({feature.input_name})" for feature in features)
+                    raise CrystalInputError(f"SCOPE string '{item}': this model also reads the crystal's {read}, "
+                                            "which a SCOPE string does not give; pass the structure")
                 encoding = CrystalEncoding(scope=item) if scopes is not None else self.encode_crystal(item)
                 rows.append(self.token_ids(encoding.scope))
             except Exception as error:  # one bad crystal never takes the batch down: its error fills its slot
@@ -232,16 +259,32 @@ class CloudProcessor(ProcessorMixin):
                 rows.append(self.tokenizer.build_inputs_with_special_tokens([]))
             encodings.append(encoding)
         padded = dict(self.tokenizer.pad({"input_ids": rows}, padding=padding, return_attention_mask=True))
-        if self.cell_features:  # a failed crystal's placeholder row: zeros (its outputs are dropped)
-            from cloud_hf.cell_descriptors import NUM_CELL_DESCRIPTORS
-
-            padded["cell_features"] = [list(encoding.cell_features or [0.0] * NUM_CELL_DESCRIPTORS)
-                                       for encoding in encodings]
+        for feature in features:  # a failed crystal's placeholder row: zeros (its outputs are dropped)
+            padded[feature.input_name] = [list(encoding.features[feature.input_name] if encoding.features
+                                               else [0.0] * feature.size) for encoding in encodings]
         return CrystalBatch(padded, encodings, tensor_type=return_tensors)
 
     @property
     def model_input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", *(["cell_features"] if self.cell_features else [])]
+        return ["input_ids", "attention_mask", *self.feature_input_names]
+
+
+def feature_versions(names: Sequence[str] | Mapping[str, int] | None, cell_features: bool = False) -> dict[str, int]:
+    """``{feature name: version}`` of the features a processor computes: the registered version of each name, or
+    of each given ``{name: version}``, which must be the registered one; the cell descriptors first with
+    ``cell_features``. :class:`CloudConfigError` for an unregistered name or another version."""
+    given = dict(names) if isinstance(names, Mapping) else dict.fromkeys(names or [])
+    if cell_features:
+        given = {CELL_DESCRIPTORS_FEATURE: given.pop(CELL_DESCRIPTORS_FEATURE, None), **given}
+    versions = {}
+    for feature in get_features(given):
+        version = given[feature.name]
+        if version is not None and int(version) != feature.version:
+            raise CloudConfigError(
+                f"this processor computes structure feature {feature.name!r} at version {version}, but the registered "
+                f"definition is version {feature.version}: its model was trained on other numbers")
+        versions[feature.name] = feature.version
+    return versions
 
 
 def describe_error(error: Exception) -> str:

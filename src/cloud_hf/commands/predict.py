@@ -246,7 +246,7 @@ def plot_model_curves(predictor: Any, results: list[dict[str, Any]], path: Path,
                       temperatures: Sequence[float] | None, crystals_in: Sequence[Any] | None = None) -> None:
     """Plot a thermodynamics model's per-atom C_v(T) with its ±2σ band beside its predicted DOS
     (``cloud_hf.plotting.plot_model_thermo``), from 1 K to 1.5 × the highest of 1000 K and the requested ones.
-    ``crystals_in``: the crystals of ``results`` (same order), read again for a model with cell descriptors."""
+    ``crystals_in``: the crystals of ``results`` (same order), read again for a model with structure features."""
     import torch
 
     from cloud_hf.plotting import plot_model_thermo
@@ -257,11 +257,11 @@ def plot_model_curves(predictor: Any, results: list[dict[str, Any]], path: Path,
     if not crystals:
         print(f"no crystal predicted: {path} not written")
         return
-    cells = None  # a model that reads cell descriptors: the processor reads them again from the inputs
-    if predictor.processor.cell_features:
-        cells = predictor.processor([crystals_in[row - 1] for row, _ in predicted],
-                                    return_tensors="pt")["cell_features"]
+    features = {}  # a model that reads structure features: the processor computes them again from the inputs
+    if predictor.processor.feature_input_names:
+        batch = predictor.processor([crystals_in[row - 1] for row, _ in predicted], return_tensors="pt")
+        features = {name: batch[name] for name in predictor.processor.feature_input_names}
     top = 1.5 * max([1000.0, *(temperatures or [])])
     plot_model_thermo(predictor.model, predictor.tokenizer, crystals, path,
-                      temperatures=torch.linspace(1.0, top, 300), cell_features=cells)
+                      temperatures=torch.linspace(1.0, top, 300), features=features)
     print(f"wrote per-atom C_v(T) with ±2σ bands and the predicted DOS to {path}")

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, set_seed
 
-from cloud_hf.cell_descriptors import descriptor_statistics
+from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.features import get_features
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.modeling_cloud_thermo import CloudThermoModel
 from cloud_hf.phonons import (
@@ -57,6 +58,7 @@ from cloud_hf.training.thermo_data import (
     crystal_examples,
     pad_token_ids,
     phonon_examples,
+    stacked_features,
 )
 from cloud_hf.training.thermo_evaluation import (
     EVAL_TEMPERATURES,
@@ -115,7 +117,7 @@ class ThermoDataArguments:
         [], "Non-test crystals containing any of these elements go to validation, not training (a shifted "
             "validation carve, for calibrating the std on chemistry unlike the training set).")
     cache_dir: str | None = option(
-        "outputs/cache", "Where the crystals' encodings (token ids, cell descriptors) are kept between runs; None: "
+        "outputs/cache", "Where the crystals' encodings (token ids, structure features) are kept between runs; None: "
                          "encode every run.")
     final_fit: bool = option(
         False, "After the model choice: train on the validation carve too (every non-test crystal), for a fixed "
@@ -197,12 +199,20 @@ def build_model(model_args: ThermoModelArguments, train_examples: list[dict[str,
                                           thermo_cumulative_dos_loss_weight=model_args.cumulative_dos_loss_weight,
                                           thermo_mass_scaling=model_args.mass_scaling,
                                           thermo_cell_features=model_args.cell_features, **settings, **overrides)
-    if model_args.cell_features:
-        model.config.thermo_cell_statistics = descriptor_statistics(
-            np.stack([example["cell_features"] for example in train_examples]))
+    rows = stacked_features(train_examples, model.config.structure_feature_names)
+    for feature in get_features(model.config.structure_feature_names):  # standardised as the training crystals
+        model.config.set_feature_statistics(feature.name, feature.statistics(rows[feature.input_name]))
     if model_args.head == "dos":
         model.config.thermo_dos_prior = dos_prior(model, train_examples)
     return model
+
+
+def model_features(model_args: ThermoModelArguments) -> list[str]:
+    """The structure features the model of ``model_args`` reads, so every crystal is encoded with them: the cell
+    descriptors with ``cell_features``, then any ``structure_features`` of ``config_overrides``."""
+    overrides = dict(model_args.config_overrides or {})
+    return CloudConfig(thermo_cell_features=model_args.cell_features,
+                       structure_features=overrides.get("structure_features")).structure_feature_names
 
 
 def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> list[float]:
@@ -319,12 +329,13 @@ def train_thermo_sources(data_args: ThermoDataArguments, model_args: ThermoModel
     check_final_fit(data_args, model_args, training_args)
     train, validation, test, bad = crystal_sets(data_args)
     sources = list(SOURCES) if model_args.source_embedding else None
-    cache = data_args.cache_dir
-    train_examples, bad_train = crystal_examples(train, tokenizer, data_args.labels, sources, cache)
+    cache, features = data_args.cache_dir, model_features(model_args)
+    train_examples, bad_train = crystal_examples(train, tokenizer, data_args.labels, sources, cache, features)
     validation_examples, bad_validation = (  # a final fit trains on the validation crystals: already encoded above
-        ([], []) if data_args.final_fit else crystal_examples(validation, tokenizer, data_args.labels, sources, cache))
-    test_examples, bad_test = (crystal_examples(test, tokenizer, data_args.labels, sources, cache) if evaluate_test
-                               else ([], []))
+        ([], []) if data_args.final_fit
+        else crystal_examples(validation, tokenizer, data_args.labels, sources, cache, features))
+    test_examples, bad_test = (crystal_examples(test, tokenizer, data_args.labels, sources, cache, features)
+                               if evaluate_test else ([], []))
     bad += bad_train + bad_validation + bad_test
     write_bad_phonon_rows(bad, output_dir / "bad_rows_phonons.csv")
     if not train_examples:
@@ -392,11 +403,14 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
     train_table, validation_table, test_table = thermo_splits(data_args, load_phonon_table(data_args.phonon_file))
     temperatures = list(data_args.label_temperatures)
     phonon_labels = [source for source in data_args.labels if source != "agl"]
-    train_examples = phonon_examples(train_table, tokenizer, phonon_labels, temperatures) if phonon_labels else []
-    validation_examples = phonon_examples(validation_table, tokenizer, phonon_labels or ["cv_curve"], temperatures)
+    features = model_features(model_args)
+    train_examples = (phonon_examples(train_table, tokenizer, phonon_labels, temperatures, features) if phonon_labels
+                      else [])
+    validation_examples = phonon_examples(validation_table, tokenizer, phonon_labels or ["cv_curve"], temperatures,
+                                          features)
     if "agl" in data_args.labels:
         train_examples += agl_examples(data_args.agl_file, tokenizer, len(temperatures),
-                                       len(train_table.frequencies) - 1, data_args.agl_max_rows)
+                                       len(train_table.frequencies) - 1, data_args.agl_max_rows, features)
     if not train_examples:
         raise CloudDataError("no training examples")
     logger.info("training on %d examples (%s), validating on %d crystals%s", len(train_examples),
@@ -422,7 +436,7 @@ def train_thermo(data_args: ThermoDataArguments, model_args: ThermoModelArgument
             model.config.thermo_std_scale = 1.0
         _, prediction = evaluate_on(model, tokenizer, validation_table, (
             [example["input_ids"] for example in validation_examples],
-            np.stack([example["cell_features"] for example in validation_examples])))
+            stacked_features(validation_examples, model.config.structure_feature_names)))
         if fit:
             model.config.thermo_std_scale = fit_std_scale(prediction, validation_table)
             prediction = scaled_std(prediction, model.config.thermo_std_scale)

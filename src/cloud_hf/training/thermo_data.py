@@ -2,8 +2,8 @@
 
 Each example carries every label of the multi-fidelity set, NaN where its source gives none (the heads' losses skip
 NaN): ``heat_capacity_labels`` and ``entropy_labels`` at the label temperatures, ``dos_labels`` on the DOS head's
-grid, ``agl_theta_labels``; and its ``cell_features`` (:mod:`cloud_hf.cell_descriptors`), which the collator passes to
-models that take them.
+grid, ``agl_theta_labels``; and the structure features the model to be trained reads (:mod:`cloud_hf.features`,
+each under its model input name, e.g. ``cell_features``), which the collator passes on.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedModel
 
 from cloud_hf.errors import CloudConfigError
+from cloud_hf.features import input_names
 from cloud_hf.phonons import BadPhononRow, PhononCrystals, PhononTable
 from cloud_hf.processing_cloud import CloudProcessor
 from cloud_hf.training.data import scope_encoder_for
@@ -29,22 +30,32 @@ from cloud_hf.training.data import scope_encoder_for
 logger = logging.getLogger("cloud_hf.training.thermo")
 
 
-def crystal_processor(tokenizer: Any) -> CloudProcessor:
+def crystal_processor(tokenizer: Any, features: Sequence[str] = ()) -> CloudProcessor:
     """The [`CloudProcessor`] of ``tokenizer``: its recorded SCOPE encoder (canonical by default), its length and
-    unknown-token checks, so training reads crystals exactly as the pipeline does; with the cell descriptors."""
-    return CloudProcessor(tokenizer, scope=scope_encoder_for(tokenizer).to_dict(), cell_features=True)
+    unknown-token checks, so training reads crystals exactly as the pipeline does; with the structure features
+    ``features`` (a model's ``config.structure_feature_names``)."""
+    return CloudProcessor(tokenizer, scope=scope_encoder_for(tokenizer).to_dict(), structure_features=list(features))
 
 
-def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-    """Token ids of each crystal's SCOPE string and its cell descriptors `(n, 4)`, through the tokenizer's processor
-    (errors name the crystal)."""
-    processor = crystal_processor(tokenizer)
-    ids, cells = [], []
+def encode_crystals(tokenizer: Any, cifs: Sequence[str], names: Sequence[str], features: Sequence[str] = (),
+                    ) -> tuple[list[list[int]], dict[str, np.ndarray]]:
+    """Token ids of each crystal's SCOPE string and its structure features ``features`` by model input name,
+    `(n, size)` float32 each, through the tokenizer's processor (errors name the crystal)."""
+    processor = crystal_processor(tokenizer, features)
+    ids, values = [], {name: [] for name in processor.feature_input_names}
     for cif, name in zip(cifs, names):
         encoding = processor.encode_crystal(cif, name=name)
         ids.append(processor.token_ids(encoding.scope, name=name))
-        cells.append(encoding.cell_features)
-    return ids, np.asarray(cells, dtype=np.float32).reshape(len(ids), -1)
+        for input_name, rows in values.items():
+            rows.append(encoding.features[input_name])
+    return ids, {input_name: np.asarray(rows, dtype=np.float32).reshape(len(ids), -1)
+                 for input_name, rows in values.items()}
+
+
+def stacked_features(examples: Sequence[Mapping[str, Any]], features: Sequence[str]) -> dict[str, np.ndarray]:
+    """The structure features ``features`` of ``examples``, stacked by model input name, `(n, size)` each (as
+    :func:`encode_crystals` gives them)."""
+    return {name: np.stack([example[name] for example in examples]) for name in input_names(features)}
 
 
 def pad_token_ids(sequences: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,12 +73,13 @@ def _nan(*shape: int) -> np.ndarray:
     return np.full(shape, np.nan, dtype=np.float32)
 
 
-def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
-                    temperatures: Sequence[float]) -> list[dict[str, Any]]:
-    """Training examples of phonon crystals with the chosen label sources (others NaN); temperatures in K."""
+def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str], temperatures: Sequence[float],
+                    features: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Training examples of phonon crystals with the chosen label sources (others NaN) and the structure features
+    ``features``; temperatures in K."""
     heat, entropy = table.thermo_labels(temperatures)
     per_atom_dos = table.per_atom_dos()[:, 1:]  # the DOS head's grid starts at the first bin (20 cm⁻¹)
-    ids, cells = encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    ids, values = encode_crystals(tokenizer, table.cifs, table.mp_ids, features)
     column_300 = list(temperatures).index(300.0) if 300.0 in temperatures else None
     if "cv_300" in labels and column_300 is None:
         raise CloudConfigError("label source cv_300 needs 300 K among label_temperatures")
@@ -77,7 +89,8 @@ def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
         if "cv_300" in labels and "cv_curve" not in labels:
             heat_labels[column_300] = table.cv_label_300[row]
         examples.append({
-            "input_ids": ids[row], "n_atoms": float(table.n_atoms[row]), "cell_features": cells[row],
+            "input_ids": ids[row], "n_atoms": float(table.n_atoms[row]),
+            **{name: rows[row] for name, rows in values.items()},
             "heat_capacity_labels": heat_labels,
             "entropy_labels": entropy[row].astype(np.float32) if "entropy" in labels else _nan(len(temperatures)),
             "dos_labels": per_atom_dos[row].astype(np.float32) if "dos" in labels else _nan(per_atom_dos.shape[1]),
@@ -86,26 +99,29 @@ def phonon_examples(table: PhononTable, tokenizer: Any, labels: Sequence[str],
     return examples
 
 
-def _encoding_cache(tokenizer: Any, cache_dir: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
-    """The cache file of ``tokenizer``'s encodings (keyed by its vocabulary and SCOPE settings) and its content."""
+def _encoding_cache(processor: CloudProcessor, cache_dir: str | Path | None) -> tuple[Path | None, dict[str, Any]]:
+    """The cache file of ``processor``'s encodings (keyed by its vocabulary, SCOPE settings and structure features
+    with their versions, whose checks decide which crystals fail) and its content."""
     if cache_dir is None:
         return None, {}
-    key = json.dumps([sorted(tokenizer.get_vocab().items()), scope_encoder_for(tokenizer).to_dict()], sort_keys=True)
+    key = json.dumps([sorted(processor.tokenizer.get_vocab().items()), processor.scope, processor.structure_features],
+                     sort_keys=True)
     path = Path(cache_dir) / f"crystal_encodings_{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     return path, (json.loads(path.read_text()) if path.is_file() else {})
 
 
 def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[str],
                      sources: Sequence[str] | None = None, cache_dir: str | Path | None = None,
-                     ) -> tuple[list[dict[str, Any]], list[BadPhononRow]]:
+                     features: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[BadPhononRow]]:
     """Training examples of the phonon crystals of every source (:func:`cloud_hf.phonons.load_phonon_crystals`):
     labels per cell (the table's per-atom labels times ``n_atoms``) at the table's label temperatures, NaN where the
-    source gives none or ``labels`` leaves it out; ``source_ids`` index ``sources`` (when given). A crystal that
-    cannot be encoded is a bad row (with its id and reason), not an example. With ``cache_dir``, each crystal's
-    token ids and cell descriptors (or its error) are kept in a JSON file there, keyed by source, id and the
-    CIF's hash (encoding takes ~60 ms per phonondb crystal: 9 minutes for the table)."""
-    processor = crystal_processor(tokenizer)
-    cache_path, cache = _encoding_cache(tokenizer, cache_dir)
+    source gives none or ``labels`` leaves it out; ``source_ids`` index ``sources`` (when given); the structure
+    features ``features``. A crystal that cannot be encoded is a bad row (with its id and reason), not an example.
+    With ``cache_dir``, each crystal's token ids and structure features (or its error) are kept in a JSON file
+    there, keyed by source, id and the CIF's hash (encoding takes ~60 ms per phonondb crystal: 9 minutes for the
+    table)."""
+    processor = crystal_processor(tokenizer, features)
+    cache_path, cache = _encoding_cache(processor, cache_dir)
     cached = len(cache)
     examples, bad = [], []
     for row, (crystal_id, cif) in enumerate(zip(crystals.ids, crystals.cifs)):
@@ -114,7 +130,7 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
             try:
                 encoding = processor.encode_crystal(cif, name=crystal_id)
                 cache[key] = {"input_ids": processor.token_ids(encoding.scope, name=crystal_id),
-                              "cell_features": list(encoding.cell_features)}
+                              **{name: list(values) for name, values in encoding.features.items()}}
             except Exception as error:  # any failure of one crystal stays in its row of the report
                 cache[key] = {"error": f"{type(error).__name__}: {error}"}
         encoded = cache[key]
@@ -124,7 +140,7 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
         atoms = float(crystals.n_atoms[row])
         example = {
             "input_ids": encoded["input_ids"], "n_atoms": atoms,
-            "cell_features": np.asarray(encoded["cell_features"], dtype=np.float32),
+            **{name: np.asarray(encoded[name], dtype=np.float32) for name in processor.feature_input_names},
             "heat_capacity_labels": (crystals.heat_capacity[row] * atoms).astype(np.float32) if "cv_curve" in labels
             else _nan(len(crystals.temperatures)),
             "entropy_labels": (crystals.entropy[row] * atoms).astype(np.float32) if "entropy" in labels
@@ -142,12 +158,13 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
 
 
 def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_frequencies: int,
-                 max_rows: int | None = None) -> list[dict[str, Any]]:
-    """AFLOW AGL θ_D rows (structures that encode; the others are skipped with a count in the log)."""
+                 max_rows: int | None = None, features: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """AFLOW AGL θ_D rows (structures that encode; the others are skipped with a count in the log) with the
+    structure features ``features``."""
     frame = pd.read_csv(path)
     if max_rows is not None:
         frame = frame.iloc[:max_rows]
-    processor = crystal_processor(tokenizer)
+    processor = crystal_processor(tokenizer, features)
     examples, skipped = [], 0
     for index, (cif, theta) in enumerate(zip(frame["cif"], frame["debye_temperature"])):
         name = f"{path}:{index}"
@@ -159,7 +176,7 @@ def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_freque
             continue
         examples.append({
             "input_ids": input_ids, "n_atoms": float(encoding.n_atoms),
-            "cell_features": np.asarray(encoding.cell_features, dtype=np.float32),
+            **{name: np.asarray(values, dtype=np.float32) for name, values in encoding.features.items()},
             "heat_capacity_labels": _nan(n_temperatures), "entropy_labels": _nan(n_temperatures),
             "dos_labels": _nan(n_frequencies), "agl_theta_labels": np.float32(theta),
         })
@@ -168,16 +185,19 @@ def agl_examples(path: str | Path, tokenizer: Any, n_temperatures: int, n_freque
 
 
 class ThermoCollator:
-    """Pads token ids and stacks labels; adds the label temperatures and each member's bootstrap weights.
+    """Pads token ids and stacks labels and structure features; adds the label temperatures and each member's
+    bootstrap weights.
 
-    Only the keyword arguments the model's ``forward`` accepts are passed (CloudDebyeModel takes no S or DOS).
+    Only the keyword arguments the model's ``forward`` accepts are passed (CloudDebyeModel takes no S or DOS), and
+    the structure features its config declares.
     """
 
     def __init__(self, pad_token_id: int, temperatures: Sequence[float], model: PreTrainedModel,
                  members: int = 1, bootstrap: bool = False, seed: int = 0):
         self.pad_token_id = pad_token_id
         self.temperatures = torch.tensor(list(temperatures), dtype=torch.float32)
-        self.accepted = set(inspect.signature(model.forward).parameters)
+        self.accepted = (set(inspect.signature(model.forward).parameters)
+                         | set(input_names(model.config.structure_feature_names)))
         self.members = members
         self.bootstrap = bootstrap
         self.generator = torch.Generator().manual_seed(seed)
@@ -189,8 +209,8 @@ class ThermoCollator:
             "n_atoms": torch.tensor([example["n_atoms"] for example in examples]),
             "temperature": self.temperatures.expand(len(examples), -1),
         }
-        for name in ("cell_features", "heat_capacity_labels", "entropy_labels", "dos_labels", "agl_theta_labels"):
-            if name in examples[0]:
+        for name in examples[0]:  # labels and structure features, as arrays per example
+            if name in self.accepted and name not in batch and name != "source_ids":
                 batch[name] = torch.as_tensor(np.stack([example[name] for example in examples]))
         if "source_ids" in examples[0]:
             batch["source_ids"] = torch.tensor([example.get("source_ids", 0) for example in examples])
@@ -200,4 +220,5 @@ class ThermoCollator:
         return {name: value for name, value in batch.items() if name in self.accepted}
 
 
-__all__ = ["ThermoCollator", "agl_examples", "crystal_examples", "crystal_processor", "encode_crystals", "pad_token_ids", "phonon_examples"]
+__all__ = ["ThermoCollator", "agl_examples", "crystal_examples", "crystal_processor", "encode_crystals", "pad_token_ids",
+           "phonon_examples", "stacked_features"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from cloud_hf.errors import CloudDataError
+from cloud_hf.features import input_names
 from cloud_hf.phonons import PhononCrystals, PhononTable
-from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids
+from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids, stacked_features
 
 EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
 """Temperatures (K) of the per-atom C_v metrics (and S at 300 K)."""
@@ -19,10 +21,14 @@ EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
 @torch.no_grad()
 def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_atoms: Sequence[float],
                    temperatures: Sequence[float], pad_token_id: int, batch_size: int = 128,
-                   cell_features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   features: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """C_v and S per mole of cells (and their std where the model has one), ``(n, n_T)``, in evaluation mode;
-    ``cell_features`` `(n, 4)` go to models whose config asks for them (``thermo_cell_features``)."""
-    cells_wanted = bool(model.config.thermo_cell_features)
+    ``features``: structure features by model input name, `(n, size)` each, of which those the model's config
+    declares are passed."""
+    wanted = input_names(model.config.structure_feature_names)
+    missing = sorted(set(wanted) - set(features or {}))
+    if missing:
+        raise CloudDataError(f"this model reads the structure features {missing}: pass them in features")
     model.eval()
     collected: dict[str, list[np.ndarray]] = {}
     temperature = torch.tensor(list(temperatures), dtype=torch.float32)
@@ -30,9 +36,7 @@ def predict_thermo(model: PreTrainedModel, input_ids: Sequence[list[int]], n_ato
         chunk = input_ids[start: start + batch_size]
         ids, mask = pad_token_ids(chunk, pad_token_id)
         atoms = torch.tensor(list(n_atoms[start: start + batch_size]), dtype=torch.float32)
-        extra = {}
-        if cells_wanted:
-            extra["cell_features"] = torch.as_tensor(cell_features[start: start + batch_size]).to(model.device)
+        extra = {name: torch.as_tensor(features[name][start: start + batch_size]).to(model.device) for name in wanted}
         output = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                        temperature=temperature.expand(len(chunk), -1).to(model.device), n_atoms=atoms.to(model.device),
                        **extra)
@@ -67,13 +71,15 @@ def thermo_metrics(prediction: dict[str, np.ndarray], table: PhononTable,
 
 
 def evaluate_on(model: PreTrainedModel, tokenizer: Any, table: PhononTable,
-                encoded: tuple[Sequence[list[int]], np.ndarray] | None = None,
+                encoded: tuple[Sequence[list[int]], Mapping[str, np.ndarray]] | None = None,
                 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """:func:`thermo_metrics` of ``model`` on ``table`` (crystals encoded unless ``encoded`` = (token ids, cell
-    descriptors), as :func:`~cloud_hf.training.thermo_data.encode_crystals` gives them, are given)."""
-    ids, cells = encoded if encoded is not None else encode_crystals(tokenizer, table.cifs, table.mp_ids)
+    """:func:`thermo_metrics` of ``model`` on ``table`` (crystals encoded with the structure features the model
+    reads unless ``encoded`` = (token ids, structure features), as
+    :func:`~cloud_hf.training.thermo_data.encode_crystals` gives them, are given)."""
+    ids, features = encoded if encoded is not None else encode_crystals(tokenizer, table.cifs, table.mp_ids,
+                                                                        model.config.structure_feature_names)
     prediction = predict_thermo(model, ids, table.n_atoms, [*list(EVAL_TEMPERATURES), 300.0], tokenizer.pad_token_id,
-                                cell_features=cells)
+                                features=features)
     return thermo_metrics(prediction, table), prediction
 
 
@@ -116,7 +122,7 @@ def crystal_prediction(model: PreTrainedModel, examples: Sequence[dict[str, Any]
     rows = np.asarray([example["row"] for example in examples])
     raw = predict_thermo(model, [example["input_ids"] for example in examples], crystals.n_atoms[rows].tolist(),
                          temperatures, model.config.pad_token_id,
-                         cell_features=np.stack([example["cell_features"] for example in examples]))
+                         features=stacked_features(examples, model.config.structure_feature_names))
     for name in list(prediction):
         if name in raw:
             prediction[name][rows] = raw[name] / crystals.n_atoms[rows, None]
