@@ -247,17 +247,17 @@ class CloudDebyeModel(CloudPreTrainedModel):
             terms.append(_masked_l1(theta, labels, self.theta_scale))
         if thermo is not None:
             grid_atoms = n_atoms[:, None] if temperature.dim() == 2 else n_atoms
-            classical = dulong_petit(grid_atoms)
+            three_nr = dulong_petit(grid_atoms)
             if heat_capacity_labels is not None:
                 labels = self._checked_labels(
                     heat_capacity_labels, thermo.heat_capacity, "heat_capacity_labels"
                 )
-                terms.append(_masked_l1(thermo.heat_capacity, labels, classical))
+                terms.append(_masked_l1(thermo.heat_capacity, labels, three_nr))
             if internal_energy_labels is not None:
                 labels = self._checked_labels(
                     internal_energy_labels, thermo.internal_energy, "internal_energy_labels"
                 )
-                energy_scale = classical * (temperature + 3.0 * self.theta_scale / 8.0)
+                energy_scale = three_nr * (temperature + 3.0 * self.theta_scale / 8.0)
                 terms.append(_masked_l1(thermo.internal_energy, labels, energy_scale))
         return torch.stack(terms).sum()
 

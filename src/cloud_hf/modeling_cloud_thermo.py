@@ -3,9 +3,9 @@ deep-ensemble uncertainty, on the CLOUD encoder.
 
 Each member of a [`CloudThermoModel`] (a CLOUD encoder + [`CloudPredictionHead`]) predicts a phonon spectrum of
 the crystal (:mod:`cloud_hf.spectra`: what the head outputs stand for), and all thermodynamic functions are that
-spectrum's harmonic integrals (:mod:`cloud_hf.thermodynamics`), so C_v = ∂U/∂T, S = −∂F/∂T, U = F + TS, Dulong–Petit 3NR at high T and the
-zero-point energy at T → 0 hold by construction, for every member and for the ensemble mean. The spectrum kinds
-(``config.thermo_head``):
+spectrum's harmonic integrals (:mod:`cloud_hf.thermodynamics`), so C_v = ∂U/∂T, S = −∂F/∂T, U = F + TS,
+Dulong–Petit 3NR at high T and the zero-point energy at T → 0 hold by construction, for every member and for the
+ensemble mean. The spectrum kinds (``config.thermo_head``):
 
 * ``"dos"``: a non-negative DOS on the grid ``config.thermo_frequencies`` (cm⁻¹), ``softplus(prior + y)``, with a
   Debye ω² onset below the first bin, normalised to 3N modes and integrated exactly (piecewise linear).
@@ -489,11 +489,11 @@ class CloudThermoModel(CloudPreTrainedModel):
         """
         batch, members = agl_theta.shape
         weights = member_weights.to(agl_theta) if member_weights is not None else agl_theta.new_ones(batch, members)
-        classical = dulong_petit(n_atoms.to(agl_theta))[:, None, None]
+        three_nr = dulong_petit(n_atoms.to(agl_theta))[:, None, None]
         terms = []
         for labels, prediction, scale in (
-            (heat_capacity_labels, None if thermo is None else thermo.heat_capacity, classical),
-            (entropy_labels, None if thermo is None else thermo.entropy, classical),
+            (heat_capacity_labels, None if thermo is None else thermo.heat_capacity, three_nr),
+            (entropy_labels, None if thermo is None else thermo.entropy, three_nr),
         ):
             if labels is not None:
                 terms.append(_weighted_l1(prediction, torch.as_tensor(labels).to(prediction)[:, None, :],

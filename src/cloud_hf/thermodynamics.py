@@ -87,9 +87,9 @@ Spectrum = torch.Tensor | np.ndarray
 # --- counting the modes of a tabulated DOS ------------------------------------------------------------------------
 
 def onset_modes(dos: Spectrum, grid: Spectrum) -> Spectrum:
-    """Modes of the Debye ω² onset below the first grid point ω₁ > 0, g(ω₁)·ω₁/3 = ∫₀^ω₁ g(ω₁)(ω/ω₁)² dω, `(...,)`
-    for ``dos`` `(..., M)` on ``grid`` `(M,)` (cm⁻¹; numpy arrays or tensors)."""
-    return dos[..., 0] * grid[0] / 3.0
+    """Modes of the Debye ω² onset below the first grid point ω₁ > 0, g(ω₁)·ω₁/3 = ∫₀^ω₁ g(ω₁)(ω/ω₁)² dω, as a
+    column `(..., 1)` for ``dos`` `(..., M)` on ``grid`` `(M,)` (cm⁻¹; numpy arrays or tensors)."""
+    return dos[..., :1] * grid[0] / 3.0
 
 
 def _trapezoid_modes(dos: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -97,13 +97,17 @@ def _trapezoid_modes(dos: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return (dos[..., 1:] + dos[..., :-1]) / 2.0 * grid.diff()
 
 
+# The onset is taken before the trapezoids in both counts below: autograd sums a tensor's gradients in the order
+# its uses were made, so this order keeps a trained model's weights bit for bit what they were.
+
 def dos_modes(dos: Spectrum, grid: Spectrum) -> Spectrum:
     """The modes of ``dos`` `(..., M)` on ``grid`` `(M,)` (cm⁻¹, first point > 0), `(...,)`, as every DOS of the
     package counts them (labels, the DOS head, its losses): the Debye onset below the first point
     (:func:`onset_modes`) plus the trapezoids between the points (``numpy.trapezoid`` for numpy arrays)."""
+    onset = onset_modes(dos, grid)
     if isinstance(dos, np.ndarray):
-        return onset_modes(dos, grid) + np.trapezoid(dos, grid, axis=-1)
-    return _trapezoid_modes(dos, grid).sum(-1) + onset_modes(dos, grid)
+        return onset[..., 0] + np.trapezoid(dos, grid, axis=-1)
+    return _trapezoid_modes(dos, grid).sum(-1) + onset[..., 0]
 
 
 def normalise_dos(dos: Spectrum, grid: Spectrum) -> Spectrum:
@@ -116,7 +120,7 @@ def cumulative_modes(dos: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Modes below each grid frequency `(..., M)`: the Debye onset below the first point plus the trapezoids up to it
     (NaN where ``dos`` is NaN). The L1 distance of two such curves is the Wasserstein-1 (earth mover's) distance of
     the two spectra: a peak predicted 20 cm⁻¹ off costs in proportion to the shift, not as two missed bins."""
-    onset = onset_modes(dos, grid)[..., None]
+    onset = onset_modes(dos, grid)
     return torch.cat([onset, onset + _trapezoid_modes(dos, grid).cumsum(-1)], dim=-1)
 
 
@@ -258,7 +262,7 @@ def dos_thermodynamics(
     node_frequencies = (start.unsqueeze(-1) + width.unsqueeze(-1) * nodes).reshape(-1)  # (segments·nodes,)
     lower, upper = dos[..., :-1].unsqueeze(-1), dos[..., 1:].unsqueeze(-1)
     node_modes = ((lower * (1.0 - nodes) + upper * nodes) * (width.unsqueeze(-1) * weights)).flatten(-2)
-    onset = onset_modes(dos, omega) if low_frequency == "debye" else torch.zeros_like(dos[..., 0])
+    onset = onset_modes(dos, omega)[..., 0] if low_frequency == "debye" else torch.zeros_like(dos[..., 0])
     total = node_modes.sum(-1) + onset
     scale = MODES_PER_ATOM * atoms / total  # modes per unit of the given DOS scale
     result = einstein_thermodynamics(node_frequencies, node_modes * scale.unsqueeze(-1), temperature)
