@@ -236,13 +236,13 @@ def test_mass_scaling_needs_the_dos_head_and_the_composition(settings):
 def test_interpolation_on_the_reduced_grid_is_numpys_with_zero_beyond_the_end():
     import numpy as np
 
-    from cloud_hf.modeling_cloud_thermo import _interpolate_uniform
+    from cloud_hf.spectra import interpolate_uniform
 
     generator = np.random.default_rng(0)
     values = generator.random((3, 2, 13))
     query = generator.uniform(0.0, 140.0, (3, 2, 40))  # the grid ends at 120
     query[..., :4] = [0.0, 30.0, 110.0, 120.0]  # grid points, the first and the last included
-    result = _interpolate_uniform(torch.tensor(values), 10.0, torch.tensor(query)).numpy()
+    result = interpolate_uniform(torch.tensor(values), 10.0, torch.tensor(query)).numpy()
     reduced = np.arange(13) * 10.0
     expected = np.array([[np.interp(q, reduced, v, right=0.0) for q, v in zip(qs, vs)]
                          for qs, vs in zip(query, values)])
@@ -252,4 +252,4 @@ def test_interpolation_on_the_reduced_grid_is_numpys_with_zero_beyond_the_end():
     inside = torch.tensor(query[..., 4:] % 10.0 > 1e-3) & torch.tensor(query[..., 4:] < 119.0)  # not on a kink
     values_ = torch.tensor(values, requires_grad=True)
     query_ = torch.tensor(np.where(inside.numpy(), query[..., 4:], 55.0), requires_grad=True)
-    assert torch.autograd.gradcheck(lambda v, q: _interpolate_uniform(v, 10.0, q), (values_, query_))
+    assert torch.autograd.gradcheck(lambda v, q: interpolate_uniform(v, 10.0, q), (values_, query_))

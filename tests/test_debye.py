@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-from cloud_hf import debye
+from cloud_hf import debye, quadrature
 from cloud_hf.debye import GAS_CONSTANT as R
 
 T_MIN, T_MAX = 0.1, 5000.0  # K, the range SPEC.md requires
@@ -305,7 +305,7 @@ def test_dulong_petit_value_uses_the_reference_gas_constant() -> None:
 
 def test_first_call_in_inference_mode_does_not_break_later_training() -> None:
     """Pipelines run under ``torch.inference_mode``; the cached quadrature tables must still work with autograd."""
-    debye._gauss_legendre_table.cache_clear()
+    quadrature._table.cache_clear()
     debye._debye_function_tables.cache_clear()
     with torch.inference_mode():
         debye.heat_capacity(torch.tensor([300.0]), 300.0)

@@ -482,7 +482,7 @@ def test_extreme_temperatures_are_an_argument_error_on_the_command_line(tmp_path
 def test_the_debye_model_checks_temperatures_in_float64():
     """A value that is > 0 in float64 but 0 in float32 is refused, not silently computed at 0 K."""
     from cloud_hf.errors import CloudDataError
-    from cloud_hf.thermodynamics import check_temperatures
+    from cloud_hf.validation import check_temperatures
 
     with pytest.raises(CloudDataError, match=r"got \[1e-320\]"):
         check_temperatures([300.0, 1e-320], torch.zeros(1))

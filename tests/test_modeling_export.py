@@ -147,10 +147,10 @@ def test_torch_export_of_every_head(name):
 def test_torch_export_of_every_head_with_dynamic_shapes_before_any_eager_call(name):
     """Batch, length and temperature count dynamic; traced first (nothing cached while tracing: the quadrature tables
     made inside a trace must not be reused eagerly), then run on a smaller batch."""
-    from cloud_hf import debye, thermodynamics
+    from cloud_hf import debye, quadrature
 
-    debye._gauss_legendre_table.cache_clear()
-    thermodynamics._gauss_legendre_table.cache_clear()
+    quadrature._table.cache_clear()
+    debye._debye_function_tables.cache_clear()
     head, inputs, output = head_and_inputs(name)
     shapes = {key: {axis: torch.export.Dim.AUTO for axis in range(value.dim())} for key, value in inputs.items()}
     with torch.no_grad():

@@ -205,18 +205,18 @@ def test_masked_loss_skips_nan_labels_and_weights_members():
 def test_cumulative_modes_are_the_exact_integral_of_the_piecewise_linear_dos():
     from scipy.integrate import cumulative_trapezoid
 
-    from cloud_hf.modeling_cloud_thermo import _cumulative_modes
+    from cloud_hf.thermodynamics import cumulative_modes
 
     grid = torch.linspace(20.0, 1000.0, 50, dtype=torch.float64)
     density = torch.rand(3, 50, dtype=torch.float64)
     expected = density[:, :1].numpy() * 20.0 / 3.0 + cumulative_trapezoid(density.numpy(), grid.numpy(), initial=0)
-    np.testing.assert_allclose(_cumulative_modes(density, grid).numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(cumulative_modes(density, grid).numpy(), expected, rtol=1e-12)
 
 
 def test_cumulative_dos_loss_grows_with_a_peak_shift_where_the_bin_loss_saturates():
     """The earth mover's distance between a spectrum and its peak moved by k bins grows as k; the per-bin L1 stops
     growing once the peaks no longer overlap (and so gives no direction towards a far-off peak)."""
-    from cloud_hf.modeling_cloud_thermo import _cumulative_modes
+    from cloud_hf.thermodynamics import cumulative_modes
 
     grid = torch.arange(20.0, 1001.0, 20.0, dtype=torch.float64)
 
@@ -226,7 +226,7 @@ def test_cumulative_dos_loss_grows_with_a_peak_shift_where_the_bin_loss_saturate
 
     reference = peak(300.0)
     bins = [float((peak(300.0 + shift) - reference).abs().mean()) for shift in (100.0, 200.0, 400.0)]
-    earth_mover = [float((_cumulative_modes(peak(300.0 + shift), grid) - _cumulative_modes(reference, grid))
+    earth_mover = [float((cumulative_modes(peak(300.0 + shift), grid) - cumulative_modes(reference, grid))
                          .abs().mean()) for shift in (100.0, 200.0, 400.0)]
     np.testing.assert_allclose(np.array(earth_mover) / earth_mover[0], [1.0, 2.0, 4.0], rtol=1e-3)
     np.testing.assert_allclose(np.array(bins) / bins[0], [1.0, 1.0, 1.0], rtol=1e-3)

@@ -48,10 +48,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
-import numpy as np
 import torch
+
+from cloud_hf.quadrature import gauss_legendre
+from cloud_hf.units import GAS_CONSTANT, PhononThermodynamics
+from cloud_hf.validation import in_traced_graph
 
 __all__ = [
     "GAS_CONSTANT",
@@ -66,9 +68,6 @@ __all__ = [
     "thermodynamics",
 ]
 
-GAS_CONSTANT = 8.314
-"""Molar gas constant R in J/(mol·K), the value the reference CLOUD-DEBYE code uses (CODATA: 8.314462…)."""
-
 _SWITCH_X = 5.0  # x = θ_D/T at which D₃ switches from Gauss–Legendre to complete-integral-minus-tail
 _NUM_NODES = 16  # Gauss–Legendre nodes on [0, 1] for x ≤ _SWITCH_X
 _TAIL_TERMS = 8  # terms of the tail series for x > _SWITCH_X
@@ -77,52 +76,9 @@ _SERIES_BELOW = 1e-3  # g(t) = t/(eᵗ−1) uses its Taylor series below this t 
 Number = float | int
 TensorLike = torch.Tensor | Number
 
-
-class DebyeThermodynamics(NamedTuple):
-    """Debye-model thermodynamic functions, per mole of cells."""
-
-    heat_capacity: torch.Tensor
-    """C_v, J/(mol·K)."""
-    internal_energy: torch.Tensor
-    """U including the zero-point energy (9/8)·N·R·θ_D, J/mol."""
-    entropy: torch.Tensor
-    """S, J/(mol·K)."""
-    free_energy: torch.Tensor
-    """Helmholtz free energy F = U − TS, J/mol."""
-
-
-def in_traced_graph() -> bool:
-    """Whether this code is being traced into a graph (``torch.compile``, ``torch.export``, the ONNX exporter,
-    ``torch.jit.trace``). Checks that read tensor values are skipped there (a traced graph cannot branch on data),
-    and nothing made there is cached (it would be a placeholder, not a tensor); every eager call runs the checks."""
-    return bool(torch.compiler.is_compiling() or torch.jit.is_tracing())
-
-
-def _gauss_legendre_unit_interval(
-    num_nodes: int, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss–Legendre nodes and weights on ``[0, 1]``: cached in eager calls, built afresh inside a traced graph."""
-    if in_traced_graph():
-        return _gauss_legendre_table.__wrapped__(num_nodes, dtype, device)
-    return _gauss_legendre_table(num_nodes, dtype, device)
-
-
-@functools.lru_cache(maxsize=16)
-def _gauss_legendre_table(
-    num_nodes: int, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss–Legendre nodes and weights on ``[0, 1]`` (Golub–Welsch, computed in float64).
-
-    Built outside inference mode, so cached tables made during a pipeline call can later enter autograd graphs.
-    """
-    k = np.arange(1, num_nodes, dtype=np.float64)  # numpy: inside a traced graph the table is a constant
-    off_diagonal = k / np.sqrt(4.0 * k**2 - 1.0)
-    nodes, vectors = np.linalg.eigh(np.diag(off_diagonal, 1) + np.diag(off_diagonal, -1))
-    unit_nodes = (nodes + 1.0) / 2.0
-    unit_weights = vectors[0] ** 2  # 2 v₀² on [−1, 1], halved on [0, 1]
-    with torch.inference_mode(False):
-        return (torch.as_tensor(unit_nodes, dtype=dtype, device=device),
-                torch.as_tensor(unit_weights, dtype=dtype, device=device))
+DebyeThermodynamics = PhononThermodynamics
+"""The Debye model's C_v, U (zero-point energy (9/8)·N·R·θ_D included), S, F per mole of cells: the result of every
+spectrum (:class:`cloud_hf.units.PhononThermodynamics`)."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -130,10 +86,10 @@ def _debye_function_tables(
     dtype: torch.dtype, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The constants of :func:`debye_function`: the Gauss–Legendre nodes, ``weights · nodes²``, and ``k = 1 … 8`` of
-    the tail series (built once, outside inference mode, as :func:`_gauss_legendre_unit_interval`; the same
-    values the function used to rebuild on every call, 5 of its ~50 tensor operations)."""
+    the tail series (built once, outside inference mode, as :func:`cloud_hf.quadrature.gauss_legendre` builds its
+    tables; the same values the function used to rebuild on every call, 5 of its ~50 tensor operations)."""
     with torch.inference_mode(False):
-        nodes, weights = _gauss_legendre_unit_interval(_NUM_NODES, dtype, device)
+        nodes, weights = gauss_legendre(_NUM_NODES, dtype, device)
         return nodes, weights * nodes**2, torch.arange(1, _TAIL_TERMS + 1, dtype=dtype, device=device)
 
 
@@ -186,7 +142,7 @@ def _as_float_tensors(*values: TensorLike) -> list[torch.Tensor]:
 
 def thermodynamics(
     theta_D: TensorLike, temperature: TensorLike, n_atoms: TensorLike = 1
-) -> DebyeThermodynamics:
+) -> PhononThermodynamics:
     """All four Debye thermodynamic functions at once (one evaluation of D₃).
 
     Args:
@@ -195,7 +151,7 @@ def thermodynamics(
         n_atoms: atoms per cell N (quantities are per mole of cells).
 
     Returns:
-        :class:`DebyeThermodynamics` with C_v (J/(mol·K)), U (J/mol), S (J/(mol·K)), F (J/mol).
+        :class:`~cloud_hf.units.PhononThermodynamics` with C_v (J/(mol·K)), U (J/mol), S (J/(mol·K)), F (J/mol).
     """
     theta, temp, atoms = _as_float_tensors(theta_D, temperature, n_atoms)
     x = theta / temp
@@ -203,7 +159,7 @@ def thermodynamics(
     log_one_minus_boltzmann = _log_one_minus_exp(x)
     nr = atoms * GAS_CONSTANT
     zero_point_energy = 9.0 / 8.0 * nr * theta
-    return DebyeThermodynamics(
+    return PhononThermodynamics(
         heat_capacity=_debye_heat_capacity(x, d3, nr),
         internal_energy=zero_point_energy + 3.0 * nr * temp * d3,
         entropy=nr * (4.0 * d3 - 3.0 * log_one_minus_boltzmann),

@@ -25,9 +25,11 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from cloud_hf.configuration_cloud import CloudConfig
-from cloud_hf.debye import GAS_CONSTANT, DebyeThermodynamics, thermodynamics
+from cloud_hf.debye import thermodynamics
+from cloud_hf.errors import CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
-from cloud_hf.thermodynamics import check_temperatures, in_traced_graph
+from cloud_hf.units import PhononThermodynamics, dulong_petit
+from cloud_hf.validation import batch_n_atoms, batch_temperatures
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
@@ -136,14 +138,15 @@ class CloudDebyeModel(CloudPreTrainedModel):
 
         thermo = None
         if temperature is not None:
-            temperature = self._checked_temperature(temperature, batch_size, theta)
-            atoms = self._checked_n_atoms(n_atoms, batch_size, theta)
+            # one temperature per crystal (batch,) or a grid per crystal (batch, n_T); checks skipped while tracing
+            temperature = batch_temperatures(temperature, batch_size, theta, vector="per_crystal")
+            atoms = batch_n_atoms(n_atoms, batch_size, theta)
             if temperature.dim() == 2:  # a grid per crystal: broadcast crystals over its columns
                 thermo = thermodynamics(theta[:, None], temperature, atoms[:, None])
             else:
                 thermo = thermodynamics(theta, temperature, atoms)
         elif heat_capacity_labels is not None or internal_energy_labels is not None:
-            raise ValueError(
+            raise CloudDataError(
                 "heat_capacity_labels / internal_energy_labels need the `temperature` they were taken at"
             )
 
@@ -174,7 +177,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
         self,
         theta: torch.Tensor,
         theta_labels: torch.Tensor | None = None,
-        thermo: DebyeThermodynamics | None = None,
+        thermo: PhononThermodynamics | None = None,
         temperature: torch.Tensor | None = None,
         n_atoms: torch.Tensor | None = None,
         heat_capacity_labels: torch.Tensor | None = None,
@@ -195,55 +198,26 @@ class CloudDebyeModel(CloudPreTrainedModel):
             terms.append(_masked_l1(theta, labels, self.theta_scale))
         if thermo is not None:
             grid_atoms = n_atoms[:, None] if temperature.dim() == 2 else n_atoms
-            dulong_petit = 3.0 * GAS_CONSTANT * grid_atoms
+            three_nr = dulong_petit(grid_atoms)
             if heat_capacity_labels is not None:
                 labels = self._checked_labels(
                     heat_capacity_labels, thermo.heat_capacity, "heat_capacity_labels"
                 )
-                terms.append(_masked_l1(thermo.heat_capacity, labels, dulong_petit))
+                terms.append(_masked_l1(thermo.heat_capacity, labels, three_nr))
             if internal_energy_labels is not None:
                 labels = self._checked_labels(
                     internal_energy_labels, thermo.internal_energy, "internal_energy_labels"
                 )
-                energy_scale = dulong_petit * (temperature + 3.0 * self.theta_scale / 8.0)
+                energy_scale = three_nr * (temperature + 3.0 * self.theta_scale / 8.0)
                 terms.append(_masked_l1(thermo.internal_energy, labels, energy_scale))
         return torch.stack(terms).sum()
-
-    @staticmethod
-    def _checked_temperature(
-        temperature: torch.Tensor | float, batch_size: int, like: torch.Tensor
-    ) -> torch.Tensor:
-        """Temperatures (K) as a float tensor of shape ``(batch,)`` or ``(batch, n_T)``, checked by
-        :func:`cloud_hf.thermodynamics.check_temperatures` (finite, in range; the value check is skipped inside a
-        traced graph, so ``torch.export`` and the ONNX exporter can trace this model)."""
-        temperature = check_temperatures(temperature, like)
-        if temperature.dim() == 0:
-            temperature = temperature.expand(batch_size)
-        if temperature.dim() not in (1, 2) or temperature.shape[0] != batch_size:
-            raise ValueError(
-                f"temperature has shape {tuple(temperature.shape)}; expected ({batch_size},) for one temperature "
-                f"per crystal or ({batch_size}, num_temperatures) for a grid per crystal"
-            )
-        return temperature
-
-    @staticmethod
-    def _checked_n_atoms(n_atoms: torch.Tensor | None, batch_size: int, like: torch.Tensor) -> torch.Tensor:
-        """Atoms per cell as a float tensor of shape ``(batch,)`` (1 when not given); all > 0."""
-        if n_atoms is None:
-            return torch.ones(batch_size, dtype=like.dtype, device=like.device)
-        n_atoms = torch.as_tensor(n_atoms, device=like.device).to(like.dtype).reshape(-1)
-        if n_atoms.shape[0] != batch_size:
-            raise ValueError(f"n_atoms has {n_atoms.shape[0]} entries for a batch of {batch_size} crystals")
-        if not in_traced_graph() and not bool((n_atoms > 0).all()):
-            raise ValueError(f"n_atoms must be > 0, got {n_atoms.tolist()}")
-        return n_atoms
 
     @staticmethod
     def _checked_labels(labels: torch.Tensor, prediction: torch.Tensor, name: str) -> torch.Tensor:
         """Labels on the prediction's device and dtype, with its shape (the shape of `temperature`)."""
         labels = torch.as_tensor(labels, device=prediction.device).to(prediction.dtype)
         if labels.shape != prediction.shape:
-            raise ValueError(
+            raise CloudDataError(
                 f"{name} have shape {tuple(labels.shape)}; expected {tuple(prediction.shape)} (that of temperature)"
             )
         return labels

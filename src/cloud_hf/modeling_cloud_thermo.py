@@ -2,10 +2,10 @@
 deep-ensemble uncertainty, on the CLOUD encoder.
 
 Each member of a [`CloudThermoModel`] (a CLOUD encoder + [`CloudPredictionHead`]) predicts a phonon spectrum of
-the crystal, and all thermodynamic functions are that spectrum's harmonic integrals
-(:mod:`cloud_hf.thermodynamics`), so C_v = ∂U/∂T, S = −∂F/∂T, U = F + TS, Dulong–Petit 3NR at high T and the
-zero-point energy at T → 0 hold by construction, for every member and for the ensemble mean. The spectrum kinds
-(``config.thermo_head``):
+the crystal (:mod:`cloud_hf.spectra`: what the head outputs stand for), and all thermodynamic functions are that
+spectrum's harmonic integrals (:mod:`cloud_hf.thermodynamics`), so C_v = ∂U/∂T, S = −∂F/∂T, U = F + TS,
+Dulong–Petit 3NR at high T and the zero-point energy at T → 0 hold by construction, for every member and for the
+ensemble mean. The spectrum kinds (``config.thermo_head``):
 
 * ``"dos"``: a non-negative DOS on the grid ``config.thermo_frequencies`` (cm⁻¹), ``softplus(prior + y)``, with a
   Debye ω² onset below the first bin, normalised to 3N modes and integrated exactly (piecewise linear).
@@ -38,7 +38,6 @@ the phonon C_v), trained only where such labels are given.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,22 +61,22 @@ from cloud_hf.composition import (
     pooled_composition_features,
 )
 from cloud_hf.configuration_cloud import THERMO_HEADS, CloudConfig
-from cloud_hf.debye import GAS_CONSTANT
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.features import StructureFeature, get_features
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
-from cloud_hf.thermodynamics import (
-    KELVIN_PER_WAVENUMBER,
-    PhononThermodynamics,
-    check_n_atoms,
-    check_temperatures,
-    dos_thermodynamics,
-    einstein_thermodynamics,
+from cloud_hf.spectra import (
+    SOFTPLUS_OF_ZERO_IS_ONE,
+    MemberSpectra,
+    debye_einstein_head_spectra,
+    dos_head_spectra,
+    mass_stretch,
+    spectrum_thermodynamics,
 )
+from cloud_hf.thermodynamics import cumulative_modes
+from cloud_hf.units import MODES_PER_ATOM, PhononThermodynamics, dulong_petit, per_atom
+from cloud_hf.validation import batch_n_atoms, batch_temperatures
 
-_SOFTPLUS_ONE = math.log(math.e - 1.0)  # softplus(this) = 1
-_FREQUENCY_SCALE = 300.0  # cm⁻¹: typical phonon frequency, the scale of the Debye–Einstein frequencies
-_DOS_LOSS_SCALE = 3.0 / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
+_DOS_LOSS_SCALE = MODES_PER_ATOM / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
 
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
@@ -191,17 +190,6 @@ class CloudThermoMember(nn.Module):
             summary = summary + self.source(ids.to(summary.device).long())
         output = self.head(summary)
         return output.to(torch.promote_types(output.dtype, torch.float32)), encoded  # thermodynamics need ≥ float32
-
-
-class _MemberSpectra:
-    """The spectra of every member for a batch: per-cell DOS on the grid and, for debye-einstein, Einstein modes."""
-
-    def __init__(self, dos: torch.Tensor, einstein_frequencies: torch.Tensor | None = None,
-                 einstein_modes: torch.Tensor | None = None, debye_frequency: torch.Tensor | None = None):
-        self.dos = dos  # (batch, members, M), modes per cm⁻¹ per cell
-        self.einstein_frequencies = einstein_frequencies  # (batch, members, K), cm⁻¹
-        self.einstein_modes = einstein_modes  # (batch, members, K), modes per cell
-        self.debye_frequency = debye_frequency  # (batch, members), cm⁻¹
 
 
 class CloudThermoModel(CloudPreTrainedModel):
@@ -359,55 +347,25 @@ class CloudThermoModel(CloudPreTrainedModel):
         return torch.tensor(self.config.thermo_frequencies, dtype=torch.float32, device=self.device)
 
     def mass_stretch(self, composition: torch.Tensor) -> torch.Tensor:
-        """s₀ = √(m̄/m_ref) `(batch,)` from the pooled composition descriptors (m̄: the geometric-mean atomic mass,
-        from the standardised mean ln-mass feature and the vocabulary's ln-mass statistics)."""
+        """s₀ = √(m̄/m_ref) `(batch,)` (:func:`cloud_hf.spectra.mass_stretch`) from the pooled composition descriptors
+        (m̄: the geometric-mean atomic mass, from the standardised mean ln-mass feature and the vocabulary's ln-mass
+        statistics)."""
         mean, std = self.composition_ln_mass_statistics.to(composition)
         ln_mass = mean + std * composition[:, ELEMENT_PROPERTIES.index("ln_atomic_mass")]
-        return torch.exp(0.5 * (ln_mass - math.log(float(self.config.thermo_reference_mass))))
+        return mass_stretch(ln_mass, self.config.thermo_reference_mass)
 
     # --- spectra ---------------------------------------------------------------------------------------------------
 
     def _spectra(self, raw: torch.Tensor, n_atoms: torch.Tensor,
-                 composition: torch.Tensor | None = None) -> _MemberSpectra:
-        """Member spectra per cell from the heads' spectrum outputs ``raw`` `(batch, members, P)`."""
+                 composition: torch.Tensor | None = None) -> MemberSpectra:
+        """Member spectra per cell (:mod:`cloud_hf.spectra`) from the heads' spectrum outputs ``raw``
+        `(batch, members, P)`."""
         grid = self.frequencies.to(raw)
-        atoms = n_atoms.to(raw)[:, None, None]
         if self.head_kind == "dos":
-            values = raw[..., :-1] if self.mass_scaling else raw
-            prior = self.config.thermo_dos_prior
-            prior = raw.new_tensor(prior) if prior is not None else raw.new_zeros(values.shape[-1])
-            density = nn.functional.softplus(values + prior)
-            if self.mass_scaling:  # the reduced DOS g̃(u) read at u = s·ω on the grid: g(ω) ∝ g̃(s·ω)
-                stretch = self.mass_stretch(composition)[:, None] * torch.exp(raw[..., -1].clamp(-2.0, 2.0))
-                density = _interpolate_uniform(density, float(self.config.thermo_reduced_frequency_step),
-                                               stretch[..., None] * grid)
-            density = density + 1e-6  # strictly positive: the total never vanishes
-            onset, steps = _mode_steps(density, grid)
-            per_atom = density * (3.0 / (steps.sum(-1) + onset[..., 0])).unsqueeze(-1)
-            return _MemberSpectra(dos=per_atom * atoms)
-        num_einstein = self.config.thermo_num_einstein
-        debye_frequency = _FREQUENCY_SCALE * nn.functional.softplus(raw[..., 0] + _SOFTPLUS_ONE) + 1.0
-        offsets = torch.linspace(-1.0, 1.5, num_einstein, device=raw.device, dtype=raw.dtype)  # spread at init
-        einstein = _FREQUENCY_SCALE * nn.functional.softplus(raw[..., 1:1 + num_einstein] + _SOFTPLUS_ONE + offsets)
-        weights = torch.softmax(raw[..., 1 + num_einstein:], dim=-1)
-        optical_modes = weights * (3.0 * atoms - 3.0)
-        acoustic = 9.0 * grid**2 / debye_frequency.unsqueeze(-1) ** 3 * (grid <= debye_frequency.unsqueeze(-1))
-        return _MemberSpectra(dos=acoustic.expand(*raw.shape[:2], -1), einstein_frequencies=einstein + 1.0,
-                              einstein_modes=optical_modes, debye_frequency=debye_frequency)
-
-    def spectrum_thermodynamics(self, spectra: _MemberSpectra, temperature: torch.Tensor,
-                                n_atoms: torch.Tensor) -> PhononThermodynamics:
-        """Each member's C_v, U, S, F per mole of cells, `(batch, members, n_T)`, at `temperature` `(batch, n_T)`."""
-        temp = temperature[:, None, :]
-        if self.head_kind == "dos":
-            atoms = n_atoms.to(spectra.dos)[:, None].expand(spectra.dos.shape[:2])
-            return dos_thermodynamics(self.config.thermo_frequencies, spectra.dos, temp, atoms,  # a list: traceable
-                                      low_frequency="debye", validate=False)
-        from cloud_hf.debye import thermodynamics as debye_thermodynamics
-
-        theta = KELVIN_PER_WAVENUMBER * spectra.debye_frequency.unsqueeze(-1)
-        acoustic = PhononThermodynamics(*debye_thermodynamics(theta, temp, 1.0))  # 3 modes per cell
-        return acoustic + einstein_thermodynamics(spectra.einstein_frequencies, spectra.einstein_modes, temp)
+            stretch = self.mass_stretch(composition) if self.mass_scaling else None
+            return dos_head_spectra(raw, grid, n_atoms, self.config.thermo_dos_prior, stretch,
+                                    self.config.thermo_reduced_frequency_step)
+        return debye_einstein_head_spectra(raw, grid, n_atoms, self.config.thermo_num_einstein)
 
     # --- forward -----------------------------------------------------------------------------------------------
 
@@ -459,17 +417,15 @@ class CloudThermoModel(CloudPreTrainedModel):
                           position_ids=position_ids, inputs_embeds=inputs_embeds, **kwargs)
                    for member in self.members]
         raw = torch.stack([output for output, _ in members], dim=1)  # (B, members, P)
-        atoms = (check_n_atoms(n_atoms, raw).reshape(-1) if n_atoms is not None
-                 else raw.new_ones(batch_size))
-        if atoms.shape[0] != batch_size:
-            raise CloudDataError(f"n_atoms has {atoms.shape[0]} entries for a batch of {batch_size} crystals")
+        atoms = batch_n_atoms(n_atoms, batch_size, raw)
         spectra = self._spectra(raw[..., :-1], atoms, composition)
-        agl_theta = self.config.debye_theta_scale * nn.functional.softplus(raw[..., -1] + _SOFTPLUS_ONE) + 1.0
+        agl_theta = (self.config.debye_theta_scale * nn.functional.softplus(raw[..., -1] + SOFTPLUS_OF_ZERO_IS_ONE)
+                     + 1.0)
 
         thermo = None
         if temperature is not None:
-            temp = self._checked_temperature(temperature, batch_size, raw)
-            thermo = self.spectrum_thermodynamics(spectra, temp, atoms)
+            temp = batch_temperatures(temperature, batch_size, raw)
+            thermo = spectrum_thermodynamics(spectra, self.config.thermo_frequencies, temp, atoms)  # a list: traceable
         elif heat_capacity_labels is not None or entropy_labels is not None:
             raise CloudDataError("heat_capacity_labels / entropy_labels need the `temperature` they were taken at")
 
@@ -501,7 +457,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         fields["attentions"] = _stack_members([encoded.attentions for _, encoded in members])
         return CloudThermoOutput(loss=loss, **fields)
 
-    def member_loss(self, spectra: _MemberSpectra, thermo: PhononThermodynamics | None, n_atoms: torch.Tensor,
+    def member_loss(self, spectra: MemberSpectra, thermo: PhononThermodynamics | None, n_atoms: torch.Tensor,
                     agl_theta: torch.Tensor, heat_capacity_labels: torch.Tensor | None = None,
                     entropy_labels: torch.Tensor | None = None, dos_labels: torch.Tensor | None = None,
                     agl_theta_labels: torch.Tensor | None = None,
@@ -513,42 +469,30 @@ class CloudThermoModel(CloudPreTrainedModel):
         """
         batch, members = agl_theta.shape
         weights = member_weights.to(agl_theta) if member_weights is not None else agl_theta.new_ones(batch, members)
-        dulong_petit = (3.0 * GAS_CONSTANT * n_atoms.to(agl_theta))[:, None, None]
+        three_nr = dulong_petit(n_atoms.to(agl_theta))[:, None, None]
         terms = []
         for labels, prediction, scale in (
-            (heat_capacity_labels, None if thermo is None else thermo.heat_capacity, dulong_petit),
-            (entropy_labels, None if thermo is None else thermo.entropy, dulong_petit),
+            (heat_capacity_labels, None if thermo is None else thermo.heat_capacity, three_nr),
+            (entropy_labels, None if thermo is None else thermo.entropy, three_nr),
         ):
             if labels is not None:
                 terms.append(_weighted_l1(prediction, torch.as_tensor(labels).to(prediction)[:, None, :],
                                           scale, weights, bool(self.config.thermo_loss_per_crystal)))
         if dos_labels is not None and self.head_kind == "dos":
-            per_atom = spectra.dos / n_atoms.to(spectra.dos)[:, None, None]
-            labels = torch.as_tensor(dos_labels).to(per_atom)[:, None, :]
+            atom_dos = per_atom(spectra.dos, n_atoms.to(spectra.dos))
+            labels = torch.as_tensor(dos_labels).to(atom_dos)[:, None, :]
             bins_weight = float(self.config.thermo_dos_loss_weight)
             cumulative_weight = float(self.config.thermo_cumulative_dos_loss_weight)
             if bins_weight:
-                terms.append(bins_weight * _weighted_l1(per_atom, labels, _DOS_LOSS_SCALE, weights))
+                terms.append(bins_weight * _weighted_l1(atom_dos, labels, _DOS_LOSS_SCALE, weights))
             if cumulative_weight:
-                grid = self.frequencies.to(per_atom)
-                terms.append(cumulative_weight * _weighted_l1(_cumulative_modes(per_atom, grid),
-                                                              _cumulative_modes(labels, grid), 3.0, weights))
+                grid = self.frequencies.to(atom_dos)
+                terms.append(cumulative_weight * _weighted_l1(cumulative_modes(atom_dos, grid),
+                                                              cumulative_modes(labels, grid), MODES_PER_ATOM, weights))
         if agl_theta_labels is not None:
             labels = torch.as_tensor(agl_theta_labels).to(agl_theta).reshape(-1, 1, 1)
             terms.append(_weighted_l1(agl_theta[..., None], labels, self.config.debye_theta_scale, weights))
         return torch.stack(terms).sum(0) if terms else agl_theta.new_zeros(members)
-
-    @staticmethod
-    def _checked_temperature(temperature: Any, batch_size: int, like: torch.Tensor) -> torch.Tensor:
-        """Temperatures (K) as `(batch, n_T)`, finite and > 0."""
-        temp = check_temperatures(temperature, like)
-        if temp.dim() == 0:
-            temp = temp.reshape(1, 1).expand(batch_size, 1)
-        elif temp.dim() == 1:  # the same temperatures for every crystal
-            temp = temp.expand(batch_size, -1)
-        if temp.dim() != 2 or temp.shape[0] != batch_size:
-            raise CloudDataError(f"temperature has shape {tuple(temp.shape)}; expected ({batch_size}, num_temperatures)")
-        return temp
 
 
 def _stack_members(per_member: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:
@@ -564,34 +508,6 @@ def _mean_std(values: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.T
     mean = values.mean(1)
     std = values.std(1) * scale if values.shape[1] > 1 else torch.zeros_like(mean)
     return mean, std
-
-
-def _mode_steps(density: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """How the DOS head counts the modes of ``density`` `(..., M)` on ``grid`` (cm⁻¹): those of the Debye ω² onset
-    below the first point `(..., 1)` and those of each trapezoid between neighbouring points `(..., M − 1)`."""
-    onset = density[..., :1] * grid[0] / 3.0
-    steps = (density[..., 1:] + density[..., :-1]) / 2.0 * grid.diff()
-    return onset, steps
-
-
-def _interpolate_uniform(values: torch.Tensor, step: float, query: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear ``values`` `(..., K)` given at 0, step, …, (K − 1)·step, read at ``query`` `(..., M)` (≥ 0;
-    0 beyond the last point): ``numpy.interp`` with ``right=0``, batched and differentiable in both."""
-    position = query / step
-    last = values.shape[-1] - 1
-    left = position.floor().clamp(0, last - 1)
-    fraction = position - left
-    index = left.long()
-    below, above = values.gather(-1, index), values.gather(-1, index + 1)
-    return torch.where(position <= last, below + fraction * (above - below), torch.zeros_like(position))
-
-
-def _cumulative_modes(density: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Modes below each grid frequency, per atom: the Debye onset below the first point plus the trapezoids up to
-    it (NaN where ``density`` is NaN). Its L1 distance is the Wasserstein-1 (earth mover's) distance of two spectra:
-    a peak predicted 20 cm⁻¹ off costs in proportion to the shift, not as two missed bins."""
-    onset, steps = _mode_steps(density, grid)
-    return torch.cat([onset, onset + steps.cumsum(-1)], dim=-1)
 
 
 def _weighted_l1(prediction: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor | float,

@@ -29,7 +29,9 @@ import pandas as pd
 import torch
 
 from cloud_hf.errors import CloudDataError
-from cloud_hf.thermodynamics import check_dos, dos_thermodynamics
+from cloud_hf.thermodynamics import dos_modes, dos_thermodynamics, normalise_dos
+from cloud_hf.units import MODES_PER_ATOM, per_atom
+from cloud_hf.validation import atom_count_problem, check_dos, dos_values_problem
 
 __all__ = [
     "DEFAULT_PHONON_FILE",
@@ -103,9 +105,7 @@ class PhononTable:
         with much weight at 20 cm⁻¹; DOS labels scaled that way asked the head for a spectrum its C_v labels contradict.)
         """
         start = 1 if self.frequencies[0] == 0 else 0
-        grid, density = self.frequencies[start:], self.dos[:, start:]
-        modes = density[:, 0] * grid[0] / 3.0 + np.trapezoid(density, grid, axis=1)
-        return self.dos * (3.0 / modes)[:, None]
+        return self.dos * (MODES_PER_ATOM / dos_modes(self.dos[:, start:], self.frequencies[start:]))[:, None]
 
 
 def load_phonon_table(path: str | Path | None = None) -> PhononTable:
@@ -130,10 +130,11 @@ def load_phonon_table(path: str | Path | None = None) -> PhononTable:
             raise CloudDataError(f"{path}: row {row} ({frame['mp_id'][row]}): {error}") from None
         dos_rows.append(values)
     n_atoms = frame["n_atoms"].to_numpy(dtype=np.float64)
-    if not (n_atoms > 0).all():
-        raise CloudDataError(f"{path}: row {int(np.argmin(n_atoms > 0))} has n_atoms ≤ 0")
+    bad_row = next((row for row, count in enumerate(n_atoms) if atom_count_problem(count)), None)
+    if bad_row is not None:
+        raise CloudDataError(f"{path}: row {bad_row} has n_atoms ≤ 0")
     dos = np.stack(dos_rows)
-    dos *= (3.0 * n_atoms / np.trapezoid(dos, frequencies, axis=1))[:, None]
+    dos *= (MODES_PER_ATOM * n_atoms / np.trapezoid(dos, frequencies, axis=1))[:, None]  # 3N by the file's own count
     return PhononTable(
         mp_ids=frame["mp_id"].tolist(), formulas=frame["formula"].tolist(), n_atoms=n_atoms,
         cifs=frame["cif"].tolist(), frequencies=frequencies, dos=dos,
@@ -351,23 +352,9 @@ def histogram_to_grid(density: np.ndarray, bin_width: float, grid: Sequence[floa
 
 
 def normalise_per_atom(dos: np.ndarray, grid: Sequence[float]) -> np.ndarray:
-    """``dos`` `(..., M)` scaled to 3 modes per atom as the DOS head counts them: the Debye onset below the first
-    point (g(ω₁)·ω₁/3) plus the trapezoids between points."""
-    grid = np.asarray(grid, dtype=np.float64)
-    modes = dos[..., 0] * grid[0] / 3.0 + np.trapezoid(dos, grid, axis=-1)
-    return dos * (3.0 / modes)[..., None]
-
-
-def _bad_dos(values: np.ndarray) -> str | None:
-    if values.size == 0:
-        return "empty DOS"
-    if not np.isfinite(values).all():
-        return "DOS has NaN or infinite values"
-    if (values < 0).any():
-        return "DOS has negative values"
-    if not values.sum() > 0:
-        return "DOS has no modes"
-    return None
+    """``dos`` `(..., M)` scaled to 3 modes per atom as the DOS head counts them
+    (:func:`cloud_hf.thermodynamics.normalise_dos`: the Debye onset below the first point plus the trapezoids)."""
+    return normalise_dos(dos, np.asarray(grid, dtype=np.float64))
 
 
 def _bad_labels(values: np.ndarray, count: int, what: str) -> str | None:
@@ -402,12 +389,12 @@ def read_phonondb(path: str | Path = PHONONDB_FILE, grid: Sequence[float] = WIDE
         except (TypeError, ValueError) as error:
             reason = f"unreadable JSON list: {error}"
         else:
-            reason = (_bad_dos(dos) or _bad_labels(heat, n_temperatures, "cv_per_atom")
+            reason = (dos_values_problem(dos) or _bad_labels(heat, n_temperatures, "cv_per_atom")
                       or _bad_labels(entropy, n_temperatures, "entropy_per_atom"))
         if reason is None and not (isinstance(record.cif, str) and record.cif.strip()):
             reason = "no CIF"
-        if reason is None and not (np.isfinite(record.n_atoms) and record.n_atoms > 0):
-            reason = f"n_atoms {record.n_atoms} is not > 0"
+        if reason is None:
+            reason = atom_count_problem(record.n_atoms)
         if reason is not None:
             bad.append(BadPhononRow("phonondb", str(path), row, str(record.mp_id), reason))
             continue
@@ -448,8 +435,8 @@ def read_jarvis_metals(path: str | Path = JARVIS_METALS_FILE, grid: Sequence[flo
     bad, keep = [], []
     for row, jid in enumerate(frame["jid"].astype(str)):
         reason = ("cv_300_per_atom is missing or not finite" if not np.isfinite(labels[row])
-                  else f"n_atoms {atoms[row]} is not > 0" if not (np.isfinite(atoms[row]) and atoms[row] > 0)
-                  else "no CIF" if not (isinstance(frame["cif"][row], str) and frame["cif"][row].strip()) else None)
+                  else atom_count_problem(atoms[row])
+                  or ("no CIF" if not (isinstance(frame["cif"][row], str) and frame["cif"][row].strip()) else None))
         if reason:
             bad.append(BadPhononRow("jarvis", str(path), row, jid, reason))
         else:
@@ -475,18 +462,18 @@ def petretto_crystals(table: PhononTable, grid: Sequence[float] = WIDE_FREQUENCI
     grid = np.asarray(grid, dtype=np.float64)
     temperatures = np.asarray(LABEL_TEMPERATURES)
     heat, entropy = table.thermo_labels(temperatures)
-    heat, entropy = heat / table.n_atoms[:, None], entropy / table.n_atoms[:, None]
+    heat, entropy = per_atom(heat, table.n_atoms), per_atom(entropy, table.n_atoms)
     column_300 = list(temperatures).index(300.0)
     edge = np.abs(heat[:, column_300] * table.n_atoms / table.cv_label_300 - 1.0) > PETRETTO_LABEL_TOLERANCE
     source_grid = np.asarray(table.frequencies, dtype=np.float64)
-    per_atom = table.per_atom_dos()
-    dos = np.stack([np.interp(grid, source_grid, row, right=0.0) for row in per_atom]) if len(table) else \
+    atom_dos = table.per_atom_dos()
+    dos = np.stack([np.interp(grid, source_grid, row, right=0.0) for row in atom_dos]) if len(table) else \
         np.zeros((0, len(grid)))
     dos = normalise_per_atom(dos, grid) if len(table) else dos
     dos[edge] = np.nan
     heat[edge] = np.nan
     entropy[edge] = np.nan
-    heat[edge, column_300] = table.cv_label_300[edge] / table.n_atoms[edge]
+    heat[edge, column_300] = per_atom(table.cv_label_300[edge], table.n_atoms[edge])
     return PhononCrystals(
         ids=list(table.mp_ids), sources=["petretto"] * len(table), formulas=list(table.formulas),
         n_atoms=table.n_atoms.copy(), cifs=list(table.cifs),

@@ -26,7 +26,7 @@ import cloud_hf.registration  # noqa: F401  (the auto classes the pipeline loads
 from cloud_hf.errors import CloudConfigError
 from cloud_hf.processing_cloud import PROCESSOR_CONFIG_FILE, CloudProcessor
 from cloud_hf.property_heads import PROPERTY_HEADS, prediction_inputs, property_model_class, property_records
-from cloud_hf.thermodynamics import temperature_values
+from cloud_hf.validation import temperature_values
 
 TASK_NAME = "crystal-property-prediction"
 
@@ -222,7 +222,7 @@ def join_temperature_chunks(parts: list[list[dict[str, Any]]]) -> list[dict[str,
 
 def validate_temperatures(temperatures: Any) -> tuple[float, ...]:
     """Temperatures (K) as a tuple of floats: a real number or a 1-D array-like, checked in float64 before the model
-    runs (:func:`cloud_hf.thermodynamics.temperature_values`); :class:`CloudDataError` otherwise."""
+    runs (:func:`cloud_hf.validation.temperature_values`); :class:`CloudDataError` otherwise."""
     return temperature_values(temperatures, "temperatures")
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from cloud_hf.debye import GAS_CONSTANT, thermodynamics
+from cloud_hf.debye import thermodynamics
 from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.units import dulong_petit
 
 PLOT_FORMATS = ("png", "pdf", "svg")
 """Image formats a plot is written in, named by the file's suffix."""
@@ -69,7 +70,7 @@ def plot_thermo_curves(
         colour = f"C{index % 10}"
         label = f"{name} ($θ_D$ = {theta:.0f} K, N = {atoms})"
         heat_axes.plot(temperature, thermo.heat_capacity, color=colour, label=label)
-        heat_axes.axhline(3 * atoms * GAS_CONSTANT, color=colour, linestyle="--", linewidth=0.8)
+        heat_axes.axhline(dulong_petit(atoms), color=colour, linestyle="--", linewidth=0.8)
         energy_axes.plot(temperature, thermo.internal_energy / 1000.0, color=colour, label=label)
 
     per = quantity_basis(_atom_counts(theta_D, n_atoms))
@@ -203,7 +204,7 @@ def plot_model_thermo(
         colour = f"C{index % 10}"
         heat_axes.plot(temperature, heat[index], color=colour, label=f"{name} (N = {atoms[index]})")
         # a harmonic C_v lies in [0, 3NR]: the band is clipped there (mean ± 2σ of a wide ensemble can cross it)
-        ceiling = 3 * GAS_CONSTANT * (1.0 if per_atom else float(atoms[index]))
+        ceiling = dulong_petit(1.0 if per_atom else float(atoms[index]))
         heat_axes.fill_between(temperature, (heat[index] - 2 * heat_std[index]).clamp(min=0),
                                (heat[index] + 2 * heat_std[index]).clamp(max=ceiling),
                                color=colour, alpha=0.2, linewidth=0)
@@ -211,7 +212,7 @@ def plot_model_thermo(
         dos_axes.fill_between(output.frequencies, (dos[index] - 2 * dos_std[index]).clamp(min=0),
                               dos[index] + 2 * dos_std[index], color=colour, alpha=0.2, linewidth=0)
     if per_atom:
-        heat_axes.axhline(3 * GAS_CONSTANT, color="grey", linestyle="--", linewidth=0.8, label="Dulong–Petit 3R")
+        heat_axes.axhline(dulong_petit(1.0), color="grey", linestyle="--", linewidth=0.8, label="Dulong–Petit 3R")
     heat_axes.set(xlabel="T (K)", ylabel=f"$C_V$ (J/(mol·K), {per})", title="Heat capacity (band: ±2σ)")
     heat_axes.set_ylim(bottom=0)
     dos_axes.set(xlabel="ω (cm$^{-1}$)", ylabel=f"g(ω) (modes per cm$^{{-1}}$, {per})",

@@ -25,7 +25,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
-from cloud_hf.thermodynamics import equivalent_debye_temperature
+from cloud_hf.debye import equivalent_debye_temperature
 
 PropertyRecord = dict[str, Any]
 """One predicted property of one crystal: ``{"property": name, "value": …, "unit": …}`` and, where they apply,

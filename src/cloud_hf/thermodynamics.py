@@ -1,8 +1,9 @@
-"""Harmonic phonon thermodynamics in torch: C_v, U, S and F from a phonon DOS, Einstein modes or a Debye spectrum.
+"""Harmonic phonon thermodynamics in torch: C_v, U, S and F from a phonon DOS, Einstein modes or a Debye spectrum,
+and the one rule for counting the modes of a tabulated DOS.
 
-Every quantity is per mole of cells (``N`` atoms per cell, ``3N`` modes) with ``R`` = :data:`GAS_CONSTANT`; a
-mode of frequency ω has the temperature θ = hcω/k (:data:`KELVIN_PER_WAVENUMBER` · ω in cm⁻¹) and, at
-temperature T with x = θ/T, contributes (per mole of that mode)
+Every quantity is per mole of cells (``N`` atoms per cell, ``3N`` modes; :mod:`cloud_hf.units`) with ``R`` =
+:data:`GAS_CONSTANT`; a mode of frequency ω has the temperature θ = hcω/k (:data:`KELVIN_PER_WAVENUMBER` · ω in
+cm⁻¹) and, at temperature T with x = θ/T, contributes (per mole of that mode)
 
     C_v = R x² eˣ / (eˣ − 1)²            U = R [θ/2 + T x/(eˣ − 1)]   (zero-point energy θ/2 included)
     S   = R [x/(eˣ − 1) − ln(1 − e⁻ˣ)]   F = R [θ/2 + T ln(1 − e⁻ˣ)]  (= U − TS)
@@ -22,7 +23,10 @@ These are phonopy's harmonic thermal-property formulas and pymatgen's ``PhononDo
   96-node evaluation: C_v within 2e-10 relative, S within 1e-7; against scipy adaptive quadrature of the same
   piecewise-linear DOS within 1e-7 (``tests/test_thermodynamics.py``).
 * :func:`debye_spectrum_thermodynamics` is the Debye model (:func:`cloud_hf.debye.thermodynamics`) with its cut-off
-  given as a frequency.
+  given as a frequency; :func:`debye_dos` is its spectrum on a grid.
+* Mode counting (the phonon labels, the DOS head and its losses all count this way): :func:`onset_modes` (the
+  Debye ω² onset below the first grid point, g(ω₁)·ω₁/3), :func:`dos_modes` (onset plus trapezoids),
+  :func:`normalise_dos` (to 3 modes per atom) and :func:`cumulative_modes`.
 
 Frequencies are in cm⁻¹ by default; ``unit="THz"`` or ``unit="meV"`` accepts those by name. Everything is
 differentiable and finite (values and gradients) in float32 and float64 for T in [0.1, 5000] K: every
@@ -34,41 +38,42 @@ Shapes: spectra are ``(..., K)`` (last dimension: grid points or modes), tempera
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
 
-from cloud_hf.debye import GAS_CONSTANT, equivalent_debye_temperature, in_traced_graph
+from cloud_hf.debye import equivalent_debye_temperature
 from cloud_hf.debye import thermodynamics as debye_thermodynamics
 from cloud_hf.errors import CloudDataError
+from cloud_hf.quadrature import gauss_legendre
+from cloud_hf.units import (
+    FREQUENCY_UNITS,
+    GAS_CONSTANT,
+    KELVIN_PER_WAVENUMBER,
+    MODES_PER_ATOM,
+    PhononThermodynamics,
+    to_wavenumber,
+)
+from cloud_hf.validation import check_dos, check_n_atoms, check_temperatures, in_traced_graph
 
 __all__ = [
     "FREQUENCY_UNITS",
     "GAS_CONSTANT",
     "KELVIN_PER_WAVENUMBER",
-    "MAX_TEMPERATURE",
-    "MIN_TEMPERATURE",
     "PhononThermodynamics",
-    "check_dos",
-    "check_n_atoms",
-    "check_temperatures",
+    "cumulative_modes",
+    "debye_dos",
     "debye_spectrum_thermodynamics",
+    "dos_modes",
     "dos_thermodynamics",
     "einstein_thermodynamics",
     "equivalent_debye_temperature",
-    "in_traced_graph",
-    "temperature_values",
+    "normalise_dos",
+    "onset_modes",
     "to_wavenumber",
 ]
-
-KELVIN_PER_WAVENUMBER = 1.438776877
-"""hc/k: the temperature θ (K) of a mode of 1 cm⁻¹ (CODATA 2018 second radiation constant, K·cm)."""
-
-FREQUENCY_UNITS = {"cm-1": 1.0, "THz": 33.35640952, "meV": 8.065543937}
-"""cm⁻¹ per unit of each accepted frequency unit (1 THz = 33.356 cm⁻¹, 1 meV = 8.0655 cm⁻¹)."""
 
 _SERIES_BELOW = 1e-3  # x below which the mode functions use their Taylor series (avoids 0/0)
 _NUM_NODES = 8  # Gauss–Legendre nodes per DOS segment
@@ -76,127 +81,57 @@ _REFINE_LEVELS = 12  # geometric sub-segments of a linear first segment that sta
 
 Number = float | int
 TensorLike = torch.Tensor | Number | Sequence[float]
+Spectrum = torch.Tensor | np.ndarray
 
 
-class PhononThermodynamics(NamedTuple):
-    """Harmonic thermodynamic functions per mole of cells, shaped ``(..., n_T)``."""
+# --- counting the modes of a tabulated DOS ------------------------------------------------------------------------
 
-    heat_capacity: torch.Tensor
-    """C_v, J/(mol·K)."""
-    internal_energy: torch.Tensor
-    """U including the zero-point energy, J/mol."""
-    entropy: torch.Tensor
-    """S, J/(mol·K)."""
-    free_energy: torch.Tensor
-    """Helmholtz free energy F = U − TS, J/mol."""
-
-    def __add__(self, other: PhononThermodynamics) -> PhononThermodynamics:  # type: ignore[override]
-        """Sum of two sets of modes' contributions (the functions are additive over modes)."""
-        return PhononThermodynamics(*(mine + theirs for mine, theirs in zip(self, other)))
+def onset_modes(dos: Spectrum, grid: Spectrum) -> Spectrum:
+    """Modes of the Debye ω² onset below the first grid point ω₁ > 0, g(ω₁)·ω₁/3 = ∫₀^ω₁ g(ω₁)(ω/ω₁)² dω, as a
+    column `(..., 1)` for ``dos`` `(..., M)` on ``grid`` `(M,)` (cm⁻¹; numpy arrays or tensors)."""
+    return dos[..., :1] * grid[0] / 3.0
 
 
-def to_wavenumber(frequencies: torch.Tensor, unit: str = "cm-1") -> torch.Tensor:
-    """Frequencies converted to cm⁻¹ from ``unit`` (one of :data:`FREQUENCY_UNITS`)."""
-    if unit not in FREQUENCY_UNITS:
-        raise CloudDataError(f"unit: unknown frequency unit {unit!r}; choose one of {sorted(FREQUENCY_UNITS)}")
-    return frequencies * FREQUENCY_UNITS[unit] if unit != "cm-1" else frequencies
+def _trapezoid_modes(dos: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Modes of each trapezoid between neighbouring grid points, `(..., M − 1)`."""
+    return (dos[..., 1:] + dos[..., :-1]) / 2.0 * grid.diff()
 
 
-MIN_TEMPERATURE = 1e-3
-"""Lowest accepted temperature, K: below it float32 cannot hold T³ terms and (T/θ)³ of a stiff crystal."""
-MAX_TEMPERATURE = 1e6
-"""Highest accepted temperature, K: far above any solid's melting point (the Dulong–Petit limit holds long before)."""
+# The onset is taken before the trapezoids in both counts below: autograd sums a tensor's gradients in the order
+# its uses were made, so this order keeps a trained model's weights bit for bit what they were.
+
+def dos_modes(dos: Spectrum, grid: Spectrum) -> Spectrum:
+    """The modes of ``dos`` `(..., M)` on ``grid`` `(M,)` (cm⁻¹, first point > 0), `(...,)`, as every DOS of the
+    package counts them (labels, the DOS head, its losses): the Debye onset below the first point
+    (:func:`onset_modes`) plus the trapezoids between the points (``numpy.trapezoid`` for numpy arrays)."""
+    onset = onset_modes(dos, grid)
+    if isinstance(dos, np.ndarray):
+        return onset[..., 0] + np.trapezoid(dos, grid, axis=-1)
+    return _trapezoid_modes(dos, grid).sum(-1) + onset[..., 0]
 
 
-def _temperature_problem(values: torch.Tensor, name: str = "temperature") -> str | None:
-    """Why float64 temperatures (K) cannot be used, naming ``name`` and up to 8 bad values; ``None`` if they can."""
-    bad = ~(torch.isfinite(values) & (values > 0))
-    if bool(bad.any()):
-        return f"{name} must be finite and > 0 K, got {values[bad][:8].tolist()}"
-    bad = (values < MIN_TEMPERATURE) | (values > MAX_TEMPERATURE)
-    if bool(bad.any()):
-        return (f"{name} must lie between {MIN_TEMPERATURE:g} K and {MAX_TEMPERATURE:g} K (outside, float32 "
-                f"under- or overflows), got {values[bad][:8].tolist()}")
-    return None
+def normalise_dos(dos: Spectrum, grid: Spectrum) -> Spectrum:
+    """``dos`` `(..., M)` scaled to :data:`~cloud_hf.units.MODES_PER_ATOM` modes (one atom's) as :func:`dos_modes`
+    counts them: a per-atom DOS, modes per cm⁻¹."""
+    return dos * (MODES_PER_ATOM / dos_modes(dos, grid))[..., None]
 
 
-def temperature_values(temperatures: Any, name: str = "temperatures") -> tuple[float, ...]:
-    """Temperatures (K) given as a real number or a 1-D array-like (list, tuple, numpy array or scalar, tensor),
-    checked in float64 (finite, within [:data:`MIN_TEMPERATURE`, :data:`MAX_TEMPERATURE`] K) before any model
-    runs; :class:`CloudDataError` naming ``name`` otherwise (a string is refused, never split into characters)."""
-    if isinstance(temperatures, (str, bytes)):
-        raise CloudDataError(f"{name} must be a number or a list of numbers (K), got the string {temperatures!r}")
-    if isinstance(temperatures, torch.Tensor):
-        array = temperatures.detach().cpu().numpy()
-    else:
-        try:
-            array = np.asarray(temperatures)
-        except (TypeError, ValueError) as error:  # ragged nesting
-            raise CloudDataError(f"{name} must be a number or a 1-D list of numbers (K): {error}") from error
-    if array.dtype.kind not in "iuf":  # strings, booleans, objects (None, mixed types)
-        raise CloudDataError(f"{name} must be real numbers (K), got {temperatures!r}")
-    if array.ndim > 1:
-        raise CloudDataError(f"{name} must be a number or a 1-D list of numbers (K), got shape {array.shape}")
-    values = torch.from_numpy(array.astype(np.float64).reshape(-1))
-    if not values.numel():
-        raise CloudDataError(f"{name} must hold at least one temperature (K)")
-    problem = _temperature_problem(values, name)
-    if problem is not None:
-        raise CloudDataError(problem)
-    return tuple(values.tolist())
+def cumulative_modes(dos: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Modes below each grid frequency `(..., M)`: the Debye onset below the first point plus the trapezoids up to it
+    (NaN where ``dos`` is NaN). The L1 distance of two such curves is the Wasserstein-1 (earth mover's) distance of
+    the two spectra: a peak predicted 20 cm⁻¹ off costs in proportion to the shift, not as two missed bins."""
+    onset = onset_modes(dos, grid)
+    return torch.cat([onset, onset + _trapezoid_modes(dos, grid).cumsum(-1)], dim=-1)
 
 
-def check_temperatures(temperature: TensorLike, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Temperatures (K) as a floating tensor of ``like``'s dtype (or wider), checked in float64 as
-    :func:`temperature_values` checks them; a :class:`CloudDataError` naming the bad values otherwise (skipped
-    inside a traced graph, :func:`in_traced_graph`)."""
-    given = temperature.dtype if isinstance(temperature, torch.Tensor) and temperature.is_floating_point() else None
-    if not isinstance(temperature, torch.Tensor):  # numbers are read in float64, not the default float32
-        temperature = torch.as_tensor(temperature, dtype=torch.float64)
-    if not in_traced_graph():
-        problem = _temperature_problem(temperature.detach().to(torch.float64))
-        if problem is not None:
-            raise CloudDataError(problem)
-    dtype = like.dtype if like is not None and like.dtype.is_floating_point else torch.get_default_dtype()
-    device = like.device if like is not None else temperature.device
-    return temperature.to(device=device, dtype=torch.promote_types(given, dtype) if given is not None else dtype)
+def debye_dos(grid: torch.Tensor, debye_frequency: torch.Tensor, modes: float = MODES_PER_ATOM) -> torch.Tensor:
+    """The Debye spectrum of ``modes`` modes (3N for N atoms) with cut-off ``debye_frequency`` `(...,)` on ``grid``
+    `(M,)` (cm⁻¹): g(ω) = 3·modes·ω²/ω_D³ for ω ≤ ω_D, 0 above; modes per cm⁻¹, `(..., M)`."""
+    cutoff = debye_frequency.unsqueeze(-1)
+    return 3.0 * modes * grid**2 / cutoff**3 * (grid <= cutoff)
 
 
-def check_n_atoms(n_atoms: TensorLike, like: torch.Tensor) -> torch.Tensor:
-    """Atoms per cell as a tensor of ``like``'s dtype, all finite and > 0 (the bad rows are named; not checked
-    inside a traced graph)."""
-    atoms = torch.as_tensor(n_atoms, device=like.device).to(like.dtype)
-    if in_traced_graph():
-        return atoms
-    bad = ~(torch.isfinite(atoms) & (atoms > 0))
-    if bool(bad.any()):
-        rows = bad.reshape(-1).nonzero().reshape(-1)[:8].tolist()
-        raise CloudDataError(f"n_atoms must be > 0; rows {rows} have {atoms.reshape(-1)[rows].tolist()}")
-    return atoms
-
-
-def check_dos(frequencies: torch.Tensor, dos: torch.Tensor) -> None:
-    """Raise :class:`CloudDataError` naming the row for a DOS that is NaN, negative, all zero or of the wrong
-    length, or for a frequency grid that is not strictly increasing from ≥ 0."""
-    if frequencies.dim() != 1 or frequencies.numel() < 2:
-        raise CloudDataError(f"frequencies must be a 1-D grid of ≥ 2 points, got shape {tuple(frequencies.shape)}")
-    steps = frequencies.diff()
-    if not bool((steps > 0).all()) or not bool(torch.isfinite(frequencies).all()) or float(frequencies[0]) < 0:
-        index = int((~(steps > 0)).nonzero()[0]) + 1 if not bool((steps > 0).all()) else 0
-        raise CloudDataError(
-            f"frequencies must be finite, ≥ 0 and strictly increasing; point {index} is {float(frequencies[index])}"
-        )
-    if dos.shape[-1] != frequencies.numel():
-        raise CloudDataError(f"dos has {dos.shape[-1]} values per row; the frequency grid has {frequencies.numel()}")
-    rows = dos.reshape(-1, dos.shape[-1])
-    for problem, bad in (("NaN or infinite", ~torch.isfinite(rows)), ("negative", rows < 0)):
-        if bool(bad.any()):
-            row, column = (int(index) for index in bad.nonzero()[0])
-            raise CloudDataError(f"dos row {row} has a {problem} value at frequency index {column}")
-    empty = ~(rows > 0).any(-1)
-    if bool(empty.any()):
-        raise CloudDataError(f"dos row {int(empty.nonzero()[0])} is zero everywhere (no modes to normalise)")
-
+# --- thermodynamics -----------------------------------------------------------------------------------------------
 
 def _mode_functions(theta: torch.Tensor, temperature: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Per-mode C_v/R, U/R, S/R, F/R of modes at θ (K, ``(..., K)``) and T (K, ``(..., n_T)``): ``(..., n_T, K)``."""
@@ -265,27 +200,6 @@ def einstein_thermodynamics(
     return PhononThermodynamics(*((weights * value).sum(-1) for value in _mode_functions(theta, temp)))
 
 
-def _gauss_legendre(num_nodes: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss–Legendre nodes and weights on [0, 1]: cached in eager calls, built afresh inside a traced graph."""
-    if in_traced_graph():
-        return _gauss_legendre_table.__wrapped__(num_nodes, dtype, device)
-    return _gauss_legendre_table(num_nodes, dtype, device)
-
-
-@functools.lru_cache(maxsize=8)
-def _gauss_legendre_table(num_nodes: int, dtype: torch.dtype,
-                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss–Legendre nodes and weights on [0, 1] (numpy's table, built outside inference mode for caching)."""
-    import numpy as np
-
-    with torch.inference_mode(False):
-        nodes, weights = np.polynomial.legendre.leggauss(num_nodes)
-        return (
-            torch.as_tensor((nodes + 1.0) / 2.0, dtype=dtype, device=device),
-            torch.as_tensor(weights / 2.0, dtype=dtype, device=device),
-        )
-
-
 def _refine_first_segment(omega: torch.Tensor, dos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The same piecewise-linear DOS with points ω₁/2, ω₁/4, … ω₁/2¹² inserted in its first segment [0, ω₁].
 
@@ -343,21 +257,21 @@ def dos_thermodynamics(
         omega, dos = omega[onset_end:], dos[..., onset_end:]
     elif onset_end == 1:
         omega, dos = _refine_first_segment(omega, dos)
-    nodes, weights = _gauss_legendre(num_nodes, omega.dtype, omega.device)
+    nodes, weights = gauss_legendre(num_nodes, omega.dtype, omega.device, rule="numpy")
     start, width = omega[:-1], omega.diff()
     node_frequencies = (start.unsqueeze(-1) + width.unsqueeze(-1) * nodes).reshape(-1)  # (segments·nodes,)
     lower, upper = dos[..., :-1].unsqueeze(-1), dos[..., 1:].unsqueeze(-1)
     node_modes = ((lower * (1.0 - nodes) + upper * nodes) * (width.unsqueeze(-1) * weights)).flatten(-2)
-    onset_modes = dos[..., 0] * omega[0] / 3.0 if low_frequency == "debye" else torch.zeros_like(dos[..., 0])
-    total = node_modes.sum(-1) + onset_modes
-    scale = 3.0 * atoms / total  # modes per unit of the given DOS scale
+    onset = onset_modes(dos, omega)[..., 0] if low_frequency == "debye" else torch.zeros_like(dos[..., 0])
+    total = node_modes.sum(-1) + onset
+    scale = MODES_PER_ATOM * atoms / total  # modes per unit of the given DOS scale
     result = einstein_thermodynamics(node_frequencies, node_modes * scale.unsqueeze(-1), temperature)
     if low_frequency == "debye" and (in_traced_graph() or float(omega[0]) > 0):  # ω₁ > 0 on a valid grid
         batch_shape = dos.shape[:-1]
         temp = _grid_temperatures(temperature, batch_shape)
         theta_onset = KELVIN_PER_WAVENUMBER * omega[0]
-        onset_atoms = (onset_modes * scale / 3.0).unsqueeze(-1)  # a Debye solid of 3·(this) modes
-        result = result + PhononThermodynamics(*debye_thermodynamics(theta_onset, temp, onset_atoms))
+        onset_atoms = (onset * scale / MODES_PER_ATOM).unsqueeze(-1)  # a Debye solid of that many modes
+        result = result + debye_thermodynamics(theta_onset, temp, onset_atoms)
     return result
 
 
@@ -375,5 +289,5 @@ def debye_spectrum_thermodynamics(
     atoms = check_n_atoms(n_atoms, omega)
     temp = _grid_temperatures(temperature, omega.shape)
     theta = (KELVIN_PER_WAVENUMBER * omega).unsqueeze(-1)
-    return PhononThermodynamics(*debye_thermodynamics(theta, temp, atoms.unsqueeze(-1) if atoms.dim() else atoms))
+    return debye_thermodynamics(theta, temp, atoms.unsqueeze(-1) if atoms.dim() else atoms)
 

@@ -79,7 +79,7 @@ def run_predict(args: argparse.Namespace) -> int:
         problems.append(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.temperatures is not None:
         from cloud_hf.errors import CloudDataError
-        from cloud_hf.thermodynamics import temperature_values
+        from cloud_hf.validation import temperature_values
 
         try:  # checked once, in float64, before any model runs
             args.temperatures = list(temperature_values(args.temperatures, "--temperatures"))

@@ -13,6 +13,7 @@ from cloud_hf.errors import CloudDataError
 from cloud_hf.features import input_names
 from cloud_hf.phonons import PhononCrystals, PhononTable
 from cloud_hf.training.thermo_data import encode_crystals, pad_token_ids, stacked_features
+from cloud_hf.units import per_atom
 
 EVAL_TEMPERATURES = (50.0, 100.0, 200.0, 300.0, 500.0, 800.0)
 """Temperatures (K) of the per-atom C_v metrics (and S at 300 K)."""
@@ -54,10 +55,9 @@ def thermo_metrics(prediction: dict[str, np.ndarray], table: PhononTable,
     ``prediction`` holds C_v/S at ``temperatures`` then 300 K last (as :func:`evaluate_on` asks for them).
     """
     heat, entropy = table.thermo_labels([*list(temperatures), 300.0])
-    atoms = table.n_atoms[:, None]
-    error = np.abs(prediction["heat_capacity"] - heat) / atoms
+    error = per_atom(np.abs(prediction["heat_capacity"] - heat), table.n_atoms)
     metrics = {f"cv_mae_{int(t)}K": float(error[:, i].mean()) for i, t in enumerate(temperatures)}
-    metrics["s_mae_300K"] = float((np.abs(prediction["entropy"][:, -1] - entropy[:, -1]) / table.n_atoms).mean())
+    metrics["s_mae_300K"] = float(per_atom(np.abs(prediction["entropy"][:, -1] - entropy[:, -1]), table.n_atoms).mean())
     if "heat_capacity_std" in prediction and float(prediction["heat_capacity_std"].max()) > 0:
         ratio = np.abs(prediction["heat_capacity"] - heat) / np.maximum(prediction["heat_capacity_std"], 1e-12)
         for i, t in enumerate(temperatures):
@@ -125,7 +125,7 @@ def crystal_prediction(model: PreTrainedModel, examples: Sequence[dict[str, Any]
                          features=stacked_features(examples, model.config.structure_feature_names))
     for name in list(prediction):
         if name in raw:
-            prediction[name][rows] = raw[name] / crystals.n_atoms[rows, None]
+            prediction[name][rows] = per_atom(raw[name], crystals.n_atoms[rows])
     prediction["unseen_element_share"] = np.zeros(n)
     if "unseen_element_share" in raw:
         prediction["unseen_element_share"][rows] = raw["unseen_element_share"]
