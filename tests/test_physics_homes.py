@@ -24,7 +24,7 @@ from cloud_hf.thermodynamics import (
     einstein_thermodynamics,
     normalise_dos,
 )
-from cloud_hf.units import GAS_CONSTANT, dulong_petit
+from cloud_hf.units import GAS_CONSTANT, dulong_petit, per_atom, per_cell
 from test_modeling_thermo import TINY, batch
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "cloud_hf"
@@ -47,6 +47,7 @@ RULES = {
     "Gauss–Legendre nodes": (r"leggauss|linalg\.eigh", {"quadrature.py"}),
     "the temperature range": (r"(MIN|MAX)_TEMPERATURE\s*=", {"validation.py"}),
     "the traced-graph rule": (r"is_compiling\(\)", {"validation.py"}),
+    "per-atom values of a cell's": (r"(value|std|count) / (count|atoms)\b|\* atoms\)\.astype", set()),  # units.per_atom / per_cell do it
 }
 
 
@@ -114,6 +115,13 @@ def test_labels_and_the_head_count_modes_alike():
     head = normalise_dos(torch.as_tensor(dos), torch.as_tensor(grid)).numpy()
     np.testing.assert_allclose(labels, head, rtol=1e-14)
     np.testing.assert_allclose(dos_modes(labels, grid), 3.0, rtol=1e-14)
+
+
+def test_per_cell_and_per_atom_are_inverse_conventions():
+    cells = np.array([[30.0, 60.0], [12.0, 24.0]])
+    atoms = np.array([2.0, 4.0])
+    np.testing.assert_array_equal(per_atom(cells, atoms), [[15.0, 30.0], [3.0, 6.0]])
+    assert per_atom(30.0, 2) == 15.0 and per_cell(np.array([15.0, 30.0]), 2.0).tolist() == [30.0, 60.0]
 
 
 def test_dulong_petit_is_three_n_r():

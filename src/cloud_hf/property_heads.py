@@ -26,6 +26,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from cloud_hf.debye import equivalent_debye_temperature
+from cloud_hf.units import per_atom
 
 PropertyRecord = dict[str, Any]
 """One predicted property of one crystal: ``{"property": name, "value": …, "unit": …}`` and, where they apply,
@@ -128,7 +129,8 @@ def thermo_records(model: PreTrainedModel, outputs: Any, n_atoms: Sequence[int],
                 value, std = table[name][row][column], table_std[name][row][column]
                 crystal.append(_record(name, value, unit, std, temp))
                 if name == "heat_capacity":
-                    crystal.append(_record("heat_capacity_per_atom", value / count, unit, std / count, temp))
+                    crystal.append(_record("heat_capacity_per_atom", per_atom(value, count), unit, per_atom(std, count),
+                                          temp))
             crystal.append(_record("debye_temperature", theta_value[row][column], "K", theta_std[row][column], temp))
         if model.config.thermo_agl_trained:
             crystal.append(_record("agl_debye_temperature", agl[0][row], "K", agl[1][row]))
@@ -155,7 +157,7 @@ def debye_records(model: PreTrainedModel, outputs: Any, n_atoms: Sequence[int],
                                 "unit": THERMODYNAMIC_UNITS[name]})
                 if name == "heat_capacity":
                     crystal.append({"property": "heat_capacity_per_atom", "temperature": float(temperature),
-                                    "value": value / atoms, "unit": THERMODYNAMIC_UNITS[name]})
+                                    "value": per_atom(value, atoms), "unit": THERMODYNAMIC_UNITS[name]})
         records.append(crystal)
     return records
 

@@ -24,6 +24,7 @@ __all__ = [
     "PhononThermodynamics",
     "dulong_petit",
     "per_atom",
+    "per_cell",
     "to_wavenumber",
 ]
 
@@ -72,6 +73,15 @@ def dulong_petit(n_atoms: Values | float) -> Values | float:
     return MODES_PER_ATOM * GAS_CONSTANT * n_atoms
 
 
-def per_atom(values: Values, n_atoms: Values) -> Values:
-    """Per-cell ``values`` `(batch, ...)` of cells of ``n_atoms`` `(batch,)` atoms, per atom (per mole of atoms)."""
+def per_atom(values: Values, n_atoms: Values | float) -> Values:
+    """Per-cell ``values`` `(batch, ...)` of cells of ``n_atoms`` `(batch,)` atoms (or one cell's values and its
+    atom count, numbers), per atom (per mole of atoms)."""
+    if np.ndim(n_atoms) == 0:
+        return values / n_atoms
     return values / n_atoms.reshape(n_atoms.shape + (1,) * (values.ndim - n_atoms.ndim))
+
+
+def per_cell(values: Values, n_atoms: Values | float) -> Values:
+    """Per-atom ``values`` of one cell of ``n_atoms`` atoms (a number), per mole of cells: the inverse of
+    :func:`per_atom`."""
+    return values * n_atoms

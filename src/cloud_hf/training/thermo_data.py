@@ -26,6 +26,7 @@ from cloud_hf.features import input_names
 from cloud_hf.phonons import BadPhononRow, PhononCrystals, PhononTable
 from cloud_hf.processing_cloud import CloudProcessor
 from cloud_hf.training.data import scope_encoder_for
+from cloud_hf.units import per_cell
 
 logger = logging.getLogger("cloud_hf.training.thermo")
 
@@ -141,9 +142,9 @@ def crystal_examples(crystals: PhononCrystals, tokenizer: Any, labels: Sequence[
         example = {
             "input_ids": encoded["input_ids"], "n_atoms": atoms,
             **{name: np.asarray(encoded[name], dtype=np.float32) for name in processor.feature_input_names},
-            "heat_capacity_labels": (crystals.heat_capacity[row] * atoms).astype(np.float32) if "cv_curve" in labels
+            "heat_capacity_labels": per_cell(crystals.heat_capacity[row], atoms).astype(np.float32) if "cv_curve" in labels
             else _nan(len(crystals.temperatures)),
-            "entropy_labels": (crystals.entropy[row] * atoms).astype(np.float32) if "entropy" in labels
+            "entropy_labels": per_cell(crystals.entropy[row], atoms).astype(np.float32) if "entropy" in labels
             else _nan(len(crystals.temperatures)),
             "dos_labels": crystals.dos[row].astype(np.float32) if "dos" in labels else _nan(len(crystals.frequencies)),
             "agl_theta_labels": np.float32(np.nan), "row": row,
