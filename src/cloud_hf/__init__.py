@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cloud_hf.configuration_cloud import CloudConfig
     from cloud_hf.conversion import convert_reference_checkpoint
     from cloud_hf.errors import CloudConfigError, CloudDataError, CloudError, CrystalInputError, ScopeError
+    from cloud_hf.features import register_feature
     from cloud_hf.modeling_cloud import (
         CloudForClassification,
         CloudForMaskedLM,
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
         CrystalPropertyPredictionPipeline,
     )
     from cloud_hf.processing_cloud import CloudProcessor
+    from cloud_hf.property_heads import register_property_head
     from cloud_hf.scope import ScopeEncoder
+    from cloud_hf.structures import register_reader
     from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
 __version__ = "0.1.0"
@@ -69,6 +72,9 @@ _LAZY_ATTRIBUTES = {
     "CloudTokenizerFast": "cloud_hf.tokenization_cloud",
     "ScopeEncoder": "cloud_hf.scope.encoder",
     "convert_reference_checkpoint": "cloud_hf.conversion",
+    "register_feature": "cloud_hf.features",
+    "register_property_head": "cloud_hf.property_heads",
+    "register_reader": "cloud_hf.structures",
 }
 """Public names → the module defining them, imported on first access (PEP 562)."""
 
@@ -103,5 +109,8 @@ __all__ = [
     "ScopeError",
     "__version__",
     "convert_reference_checkpoint",
+    "register_feature",
+    "register_property_head",
+    "register_reader",
     "thermo_config",
 ]
