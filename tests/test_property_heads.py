@@ -12,10 +12,12 @@ from torch import nn
 from transformers import pipeline
 from transformers.utils import ModelOutput
 
+from cloud_hf import register_property_head
 from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.errors import CloudConfigError
 from cloud_hf.modeling_cloud import CloudModel, CloudPreTrainedModel
 from cloud_hf.pipeline_cloud import TASK_NAME
-from cloud_hf.property_heads import PROPERTY_HEADS, register_property_head
+from cloud_hf.property_heads import PROPERTY_HEADS
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
@@ -77,6 +79,14 @@ def test_a_registered_head_is_served_by_the_pipeline_and_the_command(toy_checkpo
     assert main(["predict", str(tmp_path / "NaCl.cif"), "--model", str(folder), "--output", str(output)]) == 0
     (row,) = [json.loads(line) for line in output.read_text().splitlines()]
     assert row["properties"] == [{"property": "hardness", "value": pytest.approx(expected), "unit": "GPa"}]
+
+
+def test_a_head_is_registered_under_its_class_name():
+    with pytest.raises(CloudConfigError, match="name must be 'ToyHardnessModel', got 'hardness'"):
+        register_property_head("hardness", ToyHardnessModel, toy_records)
+    with pytest.raises(CloudConfigError, match="name must be 'Toy', got 'ToyHead'"):
+        register_property_head("ToyHead", "some.module:Toy", toy_records)
+    assert "hardness" not in PROPERTY_HEADS and "ToyHead" not in PROPERTY_HEADS
 
 
 def test_an_unregistered_model_is_refused_by_name():

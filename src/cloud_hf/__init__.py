@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from cloud_hf.processing_cloud import CloudProcessor
     from cloud_hf.property_heads import register_property_head
     from cloud_hf.scope import ScopeEncoder
-    from cloud_hf.structures import register_reader
+    from cloud_hf.structures import CrystalReader, register_reader
     from cloud_hf.tokenization_cloud import CloudTokenizerFast
 
 __version__ = "0.1.0"
@@ -75,6 +75,7 @@ _LAZY_ATTRIBUTES = {
     "register_feature": "cloud_hf.features",
     "register_property_head": "cloud_hf.property_heads",
     "register_reader": "cloud_hf.structures",
+    "CrystalReader": "cloud_hf.structures",
 }
 """Public names → the module defining them, imported on first access (PEP 562)."""
 
@@ -105,6 +106,7 @@ __all__ = [
     "CloudTokenizerFast",
     "CrystalInputError",
     "CrystalPropertyPredictionPipeline",
+    "CrystalReader",
     "ScopeEncoder",
     "ScopeError",
     "__version__",

@@ -199,11 +199,13 @@ class CloudConfig(PreTrainedConfig):
         if self.structure_feature_names and not self.thermo_composition_features:
             raise CloudConfigError("structure_features join the composition descriptors: they need "
                                    "thermo_composition_features true")
-        from cloud_hf.cell_descriptors import (
-            CELL_DESCRIPTOR_FEATURE,  # here: the config module imports no structures
-        )
+        if self.thermo_cell_statistics is not None or self.structure_features:
+            from cloud_hf.features import get_feature  # here: the built-in features import the structure code
 
-        CELL_DESCRIPTOR_FEATURE.check_statistics(self.thermo_cell_statistics, "thermo_cell_statistics")
+            get_feature(CELL_DESCRIPTORS_FEATURE).check_statistics(self.thermo_cell_statistics, "thermo_cell_statistics")
+            for name in self.structure_features or []:
+                get_feature(name).check_statistics(self.feature_statistics(name),
+                                                   f"the statistics of structure feature {name!r}")
         grid = [float(omega) for omega in self.thermo_frequencies]
         if not grid or grid[0] <= 0 or any(right <= left for left, right in itertools.pairwise(grid)):
             raise CloudConfigError("thermo_frequencies must be strictly increasing and > 0 cm⁻¹ (the onset is below)")

@@ -81,9 +81,10 @@ _DOS_LOSS_SCALE = MODES_PER_ATOM / 1000.0  # modes per cm⁻¹ per atom of a DOS
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
     """A CloudConfig for [`CloudThermoModel`]: ``base`` (e.g. a pretrained encoder's) with the ``thermo_*``
-    settings ``overrides`` (see [`CloudConfig`] for each; checked by `CloudConfig.check_thermo_settings`).; ``structure_features`` (with
-    composition features) adds further registered structure features (:mod:`cloud_hf.features`), standardised by
-    ``structure_feature_statistics``)."""
+    settings and ``structure_features`` in ``overrides`` (see [`CloudConfig`] for each; checked by
+    `CloudConfig.check_thermo_settings`). ``structure_features`` (with the composition descriptors) adds registered
+    structure features (:mod:`cloud_hf.features`) to what the heads read, standardised by
+    ``structure_feature_statistics``."""
     settings = base.to_dict() if isinstance(base, CloudConfig) else dict(base)
     settings.update(overrides)
     settings["architectures"] = ["CloudThermoModel"]
@@ -217,9 +218,6 @@ class CloudThermoModel(CloudPreTrainedModel):
         )
         self.uses_composition = bool(config.thermo_composition_features)
         self.structure_features: list[StructureFeature] = get_features(config.structure_feature_names)
-        for feature in self.structure_features:
-            feature.check_statistics(config.feature_statistics(feature.name),
-                                     f"the statistics of structure feature {feature.name!r}")
         if self.uses_composition:  # token tables of cloud_hf.composition, saved with the weights
             vocab_size = config.vocab_size
             self.register_buffer("composition_is_element", torch.zeros(vocab_size))

@@ -11,7 +11,8 @@ pipeline's postprocess. Each head is one [`PropertyHead`] registered under its `
 * ``takes_temperatures``: whether ``forward`` takes ``temperature`` `(batch, n_T)` (K) and ``n_atoms`` `(batch,)`.
 
 A new head served by the pipeline and ``cloud-hf predict`` is its model class plus one
-[`register_property_head`] call (with its records function), here or in the head's own package.
+[`register_property_head`] call (with its records function) here, with ``"module:Class"`` so that any process finds
+it; a user's head registered in its own module is served once that module has been imported.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from cloud_hf.debye import equivalent_debye_temperature
+from cloud_hf.errors import CloudConfigError
 from cloud_hf.units import per_atom
 
 PropertyRecord = dict[str, Any]
@@ -58,7 +60,12 @@ PROPERTY_HEADS: dict[str, PropertyHead] = {}
 def register_property_head(name: str, model_class: str | type[PreTrainedModel], records: RecordsFunction,
                            takes_temperatures: bool = False) -> None:
     """Serve the head class ``model_class`` (the class, or ``"module:Class"`` to import it on first use), saved as
-    architecture ``name``, in the pipeline and ``cloud-hf predict``."""
+    architecture ``name`` (the class's name, which ``save_pretrained`` records), in the pipeline and
+    ``cloud-hf predict``."""
+    class_name = model_class.rsplit(":", 1)[-1] if isinstance(model_class, str) else model_class.__name__
+    if class_name != name:
+        raise CloudConfigError(f"register_property_head: a head is found by its class name, so name must be "
+                               f"{class_name!r}, got {name!r}")
     PROPERTY_HEADS[name] = PropertyHead(model_class, records, takes_temperatures)
 
 

@@ -176,8 +176,8 @@ skip_mixin_tests(CloudThermoModelTest, lambda name: name.startswith((
     "test_model_get_set_embeddings", "test_resize_tokens_embeddings", "test_inputs_embeds",
 )), ENSEMBLE_HAS_NO_SINGLE_EMBEDDING_TABLE + "; inputs_embeds reach every member (tests/test_modeling_thermo.py)")
 skip_mixin_tests(CloudThermoModelTest, lambda name: name.startswith("test_retain_grad_hidden_states"),
-                 "without temperatures a CloudThermoModel's first output is its DOS grid (frequencies, a constant), "
-                 "which has no gradient to reach the hidden states; they reach the DOS and thermodynamics "
-                 "(tests/test_modeling_thermo.py)")
+                 "a CloudThermoModel's hidden states and attentions are every member's stacked into one tensor, a copy "
+                 "that is not on the path to its outputs, so no gradient reaches it (each member's own tensors are "
+                 "CloudModelTest's)")
 skip_mixin_tests(CloudThermoModelTest, lambda name: name.startswith("test_eager_matches_sdpa_inference") and "pad_left" in name,
                  LEFT_PADDING_REFUSED)
