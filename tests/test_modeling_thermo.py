@@ -650,7 +650,7 @@ def test_an_old_checkpoint_without_newer_settings_loads_with_their_defaults(tmp_
     assert config.to_dict() == before
 
 
-def test_a_model_without_thermo_head_saves_no_thermo_settings(tmp_path):
+def test_a_model_without_thermo_head_saves_no_thermo_settings_and_a_thermo_model_all(tmp_path):
     import json
 
     CloudDebyeModel(CloudConfig(**TINY)).save_pretrained(tmp_path)
@@ -658,8 +658,8 @@ def test_a_model_without_thermo_head_saves_no_thermo_settings(tmp_path):
     thermo = thermo_config(CloudConfig(**TINY), thermo_members=3, thermo_frequencies=[10.0, 20.0])
     thermo.save_pretrained(tmp_path / "thermo")
     saved = json.loads((tmp_path / "thermo" / "config.json").read_text())
-    assert {key: value for key, value in saved.items() if key.startswith("thermo_")} == {
-        "thermo_members": 3, "thermo_frequencies": [10.0, 20.0]}
+    assert {key: value for key, value in saved.items() if key.startswith("thermo_")} == thermo.thermo_settings()
+    assert saved["thermo_members"] == 3 and saved["thermo_head"] == "dos"  # defaults written too
     assert CloudConfig.from_pretrained(tmp_path / "thermo").thermo_settings() == thermo.thermo_settings()
 
 

@@ -215,12 +215,17 @@ class CloudConfig(PreTrainedConfig):
                                    f"{self.thermo_dos_points} points")
 
     def to_diff_dict(self) -> dict[str, Any]:
-        """As every config, but head settings (``thermo_*``, ``structure_feature*``) at their declared default are
-        left out: a model without such a head has none to save, and loading fills them in."""
+        """As every config, but for a model without a thermodynamics head the head settings (``thermo_*``,
+        ``structure_feature*``) at their declared default are left out (it has none to save; loading fills them in).
+        A thermo model saves every one, so that a default changed later cannot change what its checkpoint means."""
+        diff = super().to_diff_dict()
+        if "CloudThermoModel" in (self.architectures or []):
+            return diff
         fields = self.__dataclass_fields__
-        return {key: value for key, value in super().to_diff_dict().items()
+        return {key: value for key, value in diff.items()
                 if not (key.startswith(("thermo_", "structure_feature")) and key in fields
                         and _json_equal(value, fields[key].default))}
+
     @property
     def structure_feature_names(self) -> list[str]:
         """The registered structure features (:mod:`cloud_hf.features`) the head reads, in order: the cell
