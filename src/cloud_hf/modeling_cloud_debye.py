@@ -16,7 +16,6 @@ Set it near the median θ_D of your data.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -28,13 +27,13 @@ from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import thermodynamics
 from cloud_hf.errors import CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
+from cloud_hf.spectra import SOFTPLUS_OF_ZERO_IS_ONE
 from cloud_hf.units import PhononThermodynamics, dulong_petit
 from cloud_hf.validation import batch_n_atoms, batch_temperatures
 
 MIN_DEBYE_TEMPERATURE = 1.0
 """Floor of the predicted θ_D in K, keeping θ_D/T and ln(1 − e^{−θ_D/T}) finite; no real crystal comes near it."""
 
-_SOFTPLUS_OF_ZERO_IS_ONE = math.log(math.e - 1.0)  # softplus(y + this) = 1 at y = 0
 
 
 @dataclass
@@ -97,7 +96,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
     def debye_temperature(self, head_output: torch.Tensor) -> torch.Tensor:
         """θ_D in K (> θ_min) from the head output ``y``: ``θ_min + θ_scale · softplus(y + ln(e − 1))``."""
         return MIN_DEBYE_TEMPERATURE + self.theta_scale * torch.nn.functional.softplus(
-            head_output + _SOFTPLUS_OF_ZERO_IS_ONE
+            head_output + SOFTPLUS_OF_ZERO_IS_ONE
         )
 
     @can_return_tuple

@@ -30,7 +30,7 @@ import torch
 
 from cloud_hf.errors import CloudDataError
 from cloud_hf.thermodynamics import dos_modes, dos_thermodynamics, normalise_dos
-from cloud_hf.units import MODES_PER_ATOM, per_atom
+from cloud_hf.units import MODES_PER_ATOM, per_atom, per_cell
 from cloud_hf.validation import atom_count_problem, check_dos, dos_values_problem
 
 __all__ = [
@@ -464,7 +464,7 @@ def petretto_crystals(table: PhononTable, grid: Sequence[float] = WIDE_FREQUENCI
     heat, entropy = table.thermo_labels(temperatures)
     heat, entropy = per_atom(heat, table.n_atoms), per_atom(entropy, table.n_atoms)
     column_300 = list(temperatures).index(300.0)
-    edge = np.abs(heat[:, column_300] * table.n_atoms / table.cv_label_300 - 1.0) > PETRETTO_LABEL_TOLERANCE
+    edge = np.abs(per_cell(heat[:, column_300], table.n_atoms) / table.cv_label_300 - 1.0) > PETRETTO_LABEL_TOLERANCE
     source_grid = np.asarray(table.frequencies, dtype=np.float64)
     atom_dos = table.per_atom_dos()
     dos = np.stack([np.interp(grid, source_grid, row, right=0.0) for row in atom_dos]) if len(table) else \

@@ -148,13 +148,14 @@ class CloudProcessor(ProcessorMixin):
         """The processor of a checkpoint that records no processor: SCOPE settings from ``config.scope`` (else the
         tokenizer's), ``max_length`` from ``config.max_position_embeddings``, the structure features its head reads
         (``config.structure_feature_names``)."""
-        scope = getattr(config, "scope", None) or tokenizer.scope_config
+        cloud = config if isinstance(config, CloudConfig) else None
+        scope = (cloud.scope if cloud is not None else None) or tokenizer.scope_config
         if scope is None:
             raise CrystalInputError(
                 "the checkpoint records no SCOPE settings (config.scope or the tokenizer's 'scope'); cannot encode crystals"
             )
-        max_length = getattr(config, "max_position_embeddings", None)
-        features = config.structure_feature_names if isinstance(config, CloudConfig) else []
+        max_length = cloud.max_position_embeddings if cloud is not None else None
+        features = cloud.structure_feature_names if cloud is not None else []
         return cls(tokenizer, scope=scope, max_length=max_length, structure_features=features)
 
     # --- structure features --------------------------------------------------------------------------------

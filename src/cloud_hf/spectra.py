@@ -27,7 +27,7 @@ from cloud_hf.thermodynamics import (
     einstein_thermodynamics,
     normalise_dos,
 )
-from cloud_hf.units import MODES_PER_ATOM, PhononThermodynamics
+from cloud_hf.units import MODES_PER_ATOM, PhononThermodynamics, per_cell
 
 __all__ = [
     "SOFTPLUS_OF_ZERO_IS_ONE",
@@ -96,7 +96,7 @@ def dos_head_spectra(raw: torch.Tensor, grid: torch.Tensor, n_atoms: torch.Tenso
         stretch = stretch[:, None] * torch.exp(raw[..., -1].clamp(-2.0, 2.0))
         density = interpolate_uniform(density, float(reduced_step), stretch[..., None] * grid)
     density = density + _DOS_FLOOR
-    return MemberSpectra(dos=normalise_dos(density, grid) * atoms)
+    return MemberSpectra(dos=per_cell(normalise_dos(density, grid), atoms))
 
 
 def debye_einstein_head_spectra(raw: torch.Tensor, grid: torch.Tensor, n_atoms: torch.Tensor,

@@ -82,6 +82,6 @@ def per_atom(values: Values, n_atoms: Values | float) -> Values:
 
 
 def per_cell(values: Values, n_atoms: Values | float) -> Values:
-    """Per-atom ``values`` of one cell of ``n_atoms`` atoms (a number), per mole of cells: the inverse of
-    :func:`per_atom`."""
+    """Per-atom ``values`` of cells of ``n_atoms`` atoms (a number, or an array or tensor shaped to broadcast
+    against ``values``), per mole of cells: the inverse of :func:`per_atom`."""
     return values * n_atoms
