@@ -180,3 +180,27 @@ def test_reader_names_are_unique_and_unregistering_an_unknown_one_is_refused(toy
         register_reader(CrystalReader("toy", _toy_text, _toy_structure))
     with pytest.raises(CloudConfigError, match=r"no crystal reader named 'nope'"):
         unregister_reader("nope")
+
+
+def test_a_reader_registered_before_another_is_offered_the_input_first():
+    """A JSON dialect can only be read before the pymatgen-dict reader, which takes (and refuses) any JSON object."""
+    text = json.dumps({"toy_rock_salt": 5.64})
+
+    def recognise(obj, label):
+        return json.loads(obj)["toy_rock_salt"] if isinstance(obj, str) and '"toy_rock_salt"' in obj else None
+
+    def to_structure(length, label, allow_partial_occupancy):
+        return Structure.from_spacegroup("Fm-3m", Lattice.cubic(length), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+    with pytest.raises(CrystalInputError):
+        load_structure(text)
+    with pytest.raises(CloudConfigError, match="no crystal reader named 'nope' to go before"):
+        register_reader(CrystalReader("toy-json", recognise, to_structure), before="nope")
+    register_reader(CrystalReader("toy-json", recognise, to_structure), before="pymatgen-dict")
+    try:
+        assert [reader.name for reader in crystal_readers()][:2] == ["toy-json", "pymatgen-dict"]
+        assert input_format(text) == "toy-json"
+        assert load_structure(text).lattice.a == pytest.approx(5.64)
+    finally:
+        unregister_reader("toy-json")
+    assert [reader.name for reader in crystal_readers()] == BUILT_IN_READERS

@@ -177,12 +177,20 @@ _READERS: list[CrystalReader] = []
 """The registered readers, in registration order."""
 
 
-def register_reader(reader: CrystalReader) -> None:
+def register_reader(reader: CrystalReader, before: str | None = None) -> None:
     """Add ``reader`` to the registry: tried after the readers registered before it, and before the fallbacks
-    (unless it is one). ``CloudConfigError`` where a reader of that name is registered already."""
+    (unless it is one); with ``before``, just before the reader of that name (e.g. a JSON dialect before
+    ``"pymatgen-dict"``, which takes any JSON object). ``CloudConfigError`` where a reader of that name is
+    registered already, or ``before`` names none."""
     if any(known.name == reader.name for known in _READERS):
         raise CloudConfigError(f"a crystal reader named {reader.name!r} is registered already; unregister it first")
-    _READERS.append(reader)
+    if before is None:
+        _READERS.append(reader)
+        return
+    names = [known.name for known in _READERS]
+    if before not in names:
+        raise CloudConfigError(f"register_reader: no crystal reader named {before!r} to go before; registered: {names}")
+    _READERS.insert(names.index(before), reader)
 
 
 def unregister_reader(name: str) -> CrystalReader:
