@@ -27,7 +27,7 @@ from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.debye import thermodynamics
 from cloud_hf.errors import CloudDataError
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
-from cloud_hf.spectra import SOFTPLUS_OF_ZERO_IS_ONE
+from cloud_hf.spectra import positive_scaled
 from cloud_hf.units import PhononThermodynamics, dulong_petit
 from cloud_hf.validation import batch_n_atoms, batch_temperatures
 
@@ -95,9 +95,7 @@ class CloudDebyeModel(CloudPreTrainedModel):
 
     def debye_temperature(self, head_output: torch.Tensor) -> torch.Tensor:
         """θ_D in K (> θ_min) from the head output ``y``: ``θ_min + θ_scale · softplus(y + ln(e − 1))``."""
-        return MIN_DEBYE_TEMPERATURE + self.theta_scale * torch.nn.functional.softplus(
-            head_output + SOFTPLUS_OF_ZERO_IS_ONE
-        )
+        return positive_scaled(head_output, self.theta_scale, MIN_DEBYE_TEMPERATURE)
 
     @can_return_tuple
     def forward(

@@ -65,18 +65,16 @@ from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.features import StructureFeature, get_features
 from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
 from cloud_hf.spectra import (
-    SOFTPLUS_OF_ZERO_IS_ONE,
     MemberSpectra,
     debye_einstein_head_spectra,
     dos_head_spectra,
     mass_stretch,
+    positive_scaled,
     spectrum_thermodynamics,
 )
 from cloud_hf.thermodynamics import cumulative_modes
-from cloud_hf.units import MODES_PER_ATOM, PhononThermodynamics, dulong_petit, per_atom
+from cloud_hf.units import EVEN_DOS_PER_ATOM, MODES_PER_ATOM, PhononThermodynamics, dulong_petit, per_atom
 from cloud_hf.validation import batch_n_atoms, batch_temperatures
-
-_DOS_LOSS_SCALE = MODES_PER_ATOM / 1000.0  # modes per cm⁻¹ per atom of a DOS spread evenly over 0–1000 cm⁻¹
 
 
 def thermo_config(base: CloudConfig | dict[str, Any], **overrides: Any) -> CloudConfig:
@@ -417,8 +415,7 @@ class CloudThermoModel(CloudPreTrainedModel):
         raw = torch.stack([output for output, _ in members], dim=1)  # (B, members, P)
         atoms = batch_n_atoms(n_atoms, batch_size, raw)
         spectra = self._spectra(raw[..., :-1], atoms, composition)
-        agl_theta = (self.config.debye_theta_scale * nn.functional.softplus(raw[..., -1] + SOFTPLUS_OF_ZERO_IS_ONE)
-                     + 1.0)
+        agl_theta = positive_scaled(raw[..., -1], self.config.debye_theta_scale)  # K
 
         thermo = None
         if temperature is not None:
@@ -482,7 +479,7 @@ class CloudThermoModel(CloudPreTrainedModel):
             bins_weight = float(self.config.thermo_dos_loss_weight)
             cumulative_weight = float(self.config.thermo_cumulative_dos_loss_weight)
             if bins_weight:
-                terms.append(bins_weight * _weighted_l1(atom_dos, labels, _DOS_LOSS_SCALE, weights))
+                terms.append(bins_weight * _weighted_l1(atom_dos, labels, EVEN_DOS_PER_ATOM, weights))
             if cumulative_weight:
                 grid = self.frequencies.to(atom_dos)
                 terms.append(cumulative_weight * _weighted_l1(cumulative_modes(atom_dos, grid),

@@ -36,6 +36,7 @@ __all__ = [
     "dos_head_spectra",
     "interpolate_uniform",
     "mass_stretch",
+    "positive_scaled",
     "spectrum_thermodynamics",
 ]
 
@@ -43,6 +44,12 @@ SOFTPLUS_OF_ZERO_IS_ONE = math.log(math.e - 1.0)
 """softplus(y + this) = 1 at y = 0: a fresh head's positive outputs start at their scale."""
 _FREQUENCY_SCALE = 300.0  # cm⁻¹: typical phonon frequency, the scale of the Debye–Einstein frequencies
 _DOS_FLOOR = 1e-6  # modes per cm⁻¹ added to a predicted DOS: strictly positive, so its total never vanishes
+
+
+def positive_scaled(values: torch.Tensor, scale: float, floor: float = 1.0) -> torch.Tensor:
+    """A positive quantity from a head's output ``y``: ``scale · softplus(y + ln(e − 1)) + floor`` (``scale + floor``
+    at y = 0: a fresh head starts at the typical value; never below ``floor``). The heads' θ_D (K) and ω_D (cm⁻¹)."""
+    return scale * nn.functional.softplus(values + SOFTPLUS_OF_ZERO_IS_ONE) + floor
 
 
 @dataclass
@@ -105,7 +112,7 @@ def debye_einstein_head_spectra(raw: torch.Tensor, grid: torch.Tensor, n_atoms: 
     Einstein frequencies (a fresh head's spread from ~150 to ~650 cm⁻¹ for K = 4), then K logits of their share of the
     3N − 3 optical modes; ``grid`` `(M,)` (cm⁻¹) is where the acoustic Debye DOS is given."""
     atoms = n_atoms.to(raw)[:, None, None]
-    debye_frequency = _FREQUENCY_SCALE * nn.functional.softplus(raw[..., 0] + SOFTPLUS_OF_ZERO_IS_ONE) + 1.0
+    debye_frequency = positive_scaled(raw[..., 0], _FREQUENCY_SCALE)
     offsets = torch.linspace(-1.0, 1.5, num_einstein, device=raw.device, dtype=raw.dtype)  # spread at init
     einstein = _FREQUENCY_SCALE * nn.functional.softplus(raw[..., 1:1 + num_einstein] + SOFTPLUS_OF_ZERO_IS_ONE
                                                          + offsets)

@@ -17,6 +17,7 @@ import torch
 from cloud_hf.errors import CloudDataError
 
 __all__ = [
+    "EVEN_DOS_PER_ATOM",
     "FREQUENCY_UNITS",
     "GAS_CONSTANT",
     "KELVIN_PER_WAVENUMBER",
@@ -39,6 +40,9 @@ FREQUENCY_UNITS = {"cm-1": 1.0, "THz": 33.35640952, "meV": 8.065543937}
 
 MODES_PER_ATOM = 3.0
 """Phonon modes per atom (one per Cartesian direction): a cell of N atoms has 3N modes."""
+EVEN_DOS_PER_ATOM = MODES_PER_ATOM / 1000.0
+"""The DOS of 3 modes per atom spread evenly over 0–1000 cm⁻¹, modes per cm⁻¹ per atom: the scale of the DOS loss and
+a fresh DOS head's mean."""
 
 Values = TypeVar("Values", torch.Tensor, np.ndarray)
 

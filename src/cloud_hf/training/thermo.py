@@ -74,7 +74,7 @@ from cloud_hf.training.thermo_evaluation import (
     widened_std,
 )
 from cloud_hf.training.trainer import build_trainer
-from cloud_hf.units import MODES_PER_ATOM
+from cloud_hf.units import EVEN_DOS_PER_ATOM
 
 logger = logging.getLogger("cloud_hf.training.thermo")
 
@@ -224,7 +224,7 @@ def dos_prior(model: CloudThermoModel, train_examples: list[dict[str, Any]]) -> 
     dos = np.stack([example["dos_labels"] for example in train_examples])
     if np.isnan(dos).all():
         size = len(model.config.thermo_reduced_frequencies) if model.mass_scaling else dos.shape[1]
-        return np.log(np.expm1(np.full(size, MODES_PER_ATOM / 1000.0))).tolist()
+        return np.log(np.expm1(np.full(size, EVEN_DOS_PER_ATOM))).tolist()
     if model.mass_scaling:
         rows = np.flatnonzero(~np.isnan(dos).any(axis=1))
         ids, mask = pad_token_ids([train_examples[row]["input_ids"] for row in rows], model.config.pad_token_id)
