@@ -34,9 +34,8 @@ from cloud_hf.structures import (
     register_reader,
     unregister_reader,
 )
+from test_structures import ROCKSALT, ROCKSALT_SCOPE
 
-ROCKSALT = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-ROCKSALT_SCOPE = "cF m-3m SG225 Na 4a Cl 4b"
 BUILT_IN_READERS = ["pymatgen-dict", "cif", "crystal-cell", "structure", "molecule", "ase", "pmg-str", "poscar", "file"]
 
 

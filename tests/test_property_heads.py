@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from pymatgen.core import Lattice, Structure
 from torch import nn
 from transformers import pipeline
 from transformers.utils import ModelOutput
@@ -20,6 +19,7 @@ from cloud_hf.pipeline_cloud import TASK_NAME
 from cloud_hf.property_heads import PROPERTY_HEADS
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
 from cloud_hf.tokenization_cloud import CloudTokenizerFast
+from test_structures import ROCKSALT
 
 
 @dataclass
@@ -60,21 +60,17 @@ def toy_checkpoint(tmp_path):
     PROPERTY_HEADS.pop("ToyHardnessModel")
 
 
-def rock_salt() -> Structure:
-    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-
-
 def test_a_registered_head_is_served_by_the_pipeline_and_the_command(toy_checkpoint, tmp_path):
     from cloud_hf.cli import main
 
     folder, model, tokenizer = toy_checkpoint
-    result = pipeline(TASK_NAME, model=str(folder), device="cpu")(rock_salt())
+    result = pipeline(TASK_NAME, model=str(folder), device="cpu")(ROCKSALT)
     assert result["scope"] == "cF m-3m SG225 Na 4a Cl 4b" and result["error"] is None
     with torch.no_grad():
         expected = model(**tokenizer([result["scope"]], return_tensors="pt")).hardness.item()
     assert result["properties"] == [{"property": "hardness", "value": pytest.approx(expected), "unit": "GPa"}]
 
-    rock_salt().to(filename=str(tmp_path / "NaCl.cif"))
+    ROCKSALT.to(filename=str(tmp_path / "NaCl.cif"))
     output = tmp_path / "rows.jsonl"
     assert main(["predict", str(tmp_path / "NaCl.cif"), "--model", str(folder), "--output", str(output)]) == 0
     (row,) = [json.loads(line) for line in output.read_text().splitlines()]
