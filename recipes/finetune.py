@@ -14,9 +14,9 @@ the bad rows of each split.
 from __future__ import annotations
 
 from cloud_hf.training import (
-    ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
+    head_descriptors,
     init_supervised_model,
     max_positions,
     recipe_main,
@@ -25,21 +25,22 @@ from cloud_hf.training import (
     start_run,
     train_and_evaluate,
 )
-from cloud_hf.training.arguments import FinetuneDataArguments
+from cloud_hf.training.arguments import FinetuneDataArguments, SupervisedModelArguments
 
-ARGUMENTS = (FinetuneDataArguments, ModelArguments, SupervisedTrainingArguments)
+ARGUMENTS = (FinetuneDataArguments, SupervisedModelArguments, SupervisedTrainingArguments)
 PROGRAM = "python recipes/finetune.py"
 
 
-def run(data_args: FinetuneDataArguments, model_args: ModelArguments,
+def run(data_args: FinetuneDataArguments, model_args: SupervisedModelArguments,
         training_args: SupervisedTrainingArguments) -> None:
     """Fine-tune and test with these options."""
     start_run(training_args)
     task = TaskSpec(label_columns=list(data_args.label_columns), problem=data_args.problem, units=data_args.units,
                     prediction_key="predictions" if data_args.problem == "regression" else "logits")
     tokenizer = recipe_tokenizer(model_args)
+    features = head_descriptors(model_args)[1]
     train, validation, test = recipe_splits(data_args, task, tokenizer, max_positions(model_args),
-                                            training_args.output_dir, training_args.seed)
+                                            training_args.output_dir, training_args.seed, features)
     model = init_supervised_model(model_args, tokenizer, task, train, training_args.seed, data_args.num_classes)
     train_and_evaluate(model, tokenizer, training_args, task, train, validation, test, training_args.output_dir,
                        quantity=", ".join(task.label_columns))

@@ -28,10 +28,10 @@ from sklearn.metrics import max_error, mean_absolute_percentage_error
 
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.training import (
-    ModelArguments,
     SupervisedTrainingArguments,
     TaskSpec,
     carve_validation,
+    head_descriptors,
     init_supervised_model,
     max_positions,
     prepare_table,
@@ -43,11 +43,11 @@ from cloud_hf.training import (
     train_and_evaluate,
     write_json,
 )
-from cloud_hf.training.arguments import MatbenchDataArguments
+from cloud_hf.training.arguments import MatbenchDataArguments, SupervisedModelArguments
 
 logger = logging.getLogger("cloud_hf.recipes")
 
-ARGUMENTS = (MatbenchDataArguments, ModelArguments, SupervisedTrainingArguments)
+ARGUMENTS = (MatbenchDataArguments, SupervisedModelArguments, SupervisedTrainingArguments)
 PROGRAM = "python recipes/matbench.py"
 MATBENCH_VERSION = "matbench_v0.1"
 
@@ -106,7 +106,7 @@ def fold_scores(predictions: np.ndarray, labels: np.ndarray, problem: str) -> di
             "max_error": float(max_error(labels, predictions))}
 
 
-def run(data_args: MatbenchDataArguments, model_args: ModelArguments,
+def run(data_args: MatbenchDataArguments, model_args: SupervisedModelArguments,
         training_args: SupervisedTrainingArguments) -> None:
     """Train and test every fold with these options."""
     state = start_run(training_args)
@@ -120,7 +120,8 @@ def run(data_args: MatbenchDataArguments, model_args: ModelArguments,
     with state.main_process_first():
         table = read_split(data_args, data_args.data_file, task)
         table = table.remove_columns("id").add_column("id", matbench_ids(task_name, len(table), folds))
-        prepared = prepare_table(table, "all", tokenizer, max_positions(model_args), output_dir, data_args)
+        prepared = prepare_table(table, "all", tokenizer, max_positions(model_args), output_dir, data_args,
+                                 head_descriptors(model_args)[1])
     fold_names = sorted(folds)[: data_args.max_folds or len(folds)]
     record: dict[str, Any] = {"@module": "matbench.task", "@class": "MatbenchTask",
                               "benchmark_name": MATBENCH_VERSION, "dataset_name": task_name, "results": {}}

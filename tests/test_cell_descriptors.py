@@ -231,3 +231,36 @@ def test_an_oblique_setting_of_a_cubic_cell_is_searched_in_its_reduced_basis():
     caesium_chloride = Structure(Lattice.cubic(3.0), ["Cs", "Cl"], frac_cubic)
     np.testing.assert_allclose(cell_descriptors(load_cell(Structure(Lattice(oblique), ["Cs", "Cl"], frac_oblique))),
                                cell_descriptors(load_cell(caesium_chloride)), atol=1e-9)
+
+
+# --- packing descriptors: the cell descriptors without the vacuum ---------------------------------------------------
+
+
+def monolayer(height: float) -> Structure:
+    """A MoS2-like monolayer (S–Mo–S, 1.56 Å either side) centred in a cell ``height`` Å tall."""
+    return Structure(Lattice.hexagonal(3.16, height), ["Mo", "S", "S"],
+                     [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5 + 1.56 / height], [2 / 3, 1 / 3, 0.5 - 1.56 / height]])
+
+
+@pytest.mark.parametrize("structure", PROTOTYPES[:8], ids=lambda s: s.composition.reduced_formula)
+def test_packing_descriptors_of_bulk_cells_are_the_cell_descriptors(structure):
+    from cloud_hf.cell_descriptors import packing_descriptors
+
+    cell = load_cell(structure)
+    assert packing_descriptors(cell) == [*cell_descriptors(cell), 0.0]
+
+
+def test_packing_descriptors_of_a_layer_do_not_move_with_its_vacuum():
+    from cloud_hf.cell_descriptors import packing_descriptors
+
+    values = [packing_descriptors(load_cell(monolayer(height))) for height in (14.0, 20.0, 35.0)]
+    for other in values[1:]:
+        np.testing.assert_allclose(other, values[0], rtol=1e-12)
+    # hand value: the layer is 3.12 Å thick, plus one mean neighbour distance (every atom's nearest is Mo–S)
+    nearest = math.sqrt((3.16 / math.sqrt(3)) ** 2 + 1.56**2)
+    area = 3.16**2 * math.sqrt(3) / 2
+    assert values[0][0] == pytest.approx(math.log(area * (3.12 + nearest) / 3))
+    assert values[0][2] == pytest.approx(math.log(nearest)) and values[0][4] == 1.0
+    # while the cell descriptors of the same cells follow the vacuum
+    assert cell_descriptors(load_cell(monolayer(35.0)))[0] - cell_descriptors(load_cell(monolayer(14.0)))[0] == (
+        pytest.approx(math.log(35.0 / 14.0)))

@@ -68,7 +68,8 @@ def toy_thermo_model(canonical_tokenizer, **settings) -> CloudThermoModel:
 
 
 class ToyFeatureRegression(CloudForRegression):
-    """A new head: regression whose predictions move with the toy feature (a linear map of it is added)."""
+    """A new head: regression whose predictions move with the toy feature (a linear map of it is added, beside the
+    descriptor MLP every CloudForRegression puts on the features its config declares)."""
 
     def __init__(self, config: CloudConfig):
         super().__init__(config)
@@ -77,7 +78,7 @@ class ToyFeatureRegression(CloudForRegression):
     def forward(self, input_ids=None, attention_mask=None, toy_features=None, **kwargs):
         if toy_features is None:
             raise CloudDataError("ToyFeatureRegression reads toy_features")
-        output = super().forward(input_ids, attention_mask, **kwargs)
+        output = super().forward(input_ids, attention_mask, toy_features=toy_features, **kwargs)
         output.predictions = output.predictions + self.toy(toy_features.to(output.predictions))
         return output
 

@@ -29,6 +29,7 @@ from cloud_hf.structures import (
     ISOLATED_CLUSTER_GAP,
     MAX_ATOMIC_NUMBER,
     CrystalCell,
+    interplanar_spacings,
     isolated_cluster_gaps,
     nearest_neighbour_distances,
 )
@@ -41,7 +42,7 @@ CUBIC_CENTIMETRES_PER_CUBIC_ANGSTROM = 1e-24
 
 
 @cache
-def _atomic_masses() -> np.ndarray:
+def atomic_masses() -> np.ndarray:
     """Atomic mass in amu indexed by atomic number (pymatgen's element data; index 0 unused)."""
     from pymatgen.core.periodic_table import Element
 
@@ -52,7 +53,7 @@ def cell_descriptors(cell: CrystalCell) -> list[float]:
     """The :data:`CELL_DESCRIPTORS` of a validated cell (natural logs; volumes in Å³, density in g/cm³, Å)."""
     n_sites = len(cell)
     volume = abs(float(np.linalg.det(cell.lattice)))
-    mass = float(_atomic_masses()[np.asarray(cell.atomic_numbers, dtype=int)].sum())
+    mass = float(atomic_masses()[np.asarray(cell.atomic_numbers, dtype=int)].sum())
     density = mass * GRAMS_PER_AMU / (volume * CUBIC_CENTIMETRES_PER_CUBIC_ANGSTROM)
     neighbours = nearest_neighbour_distances(np.asarray(cell.lattice, float), np.asarray(cell.frac_coords, float))
     return [float(np.log(volume / n_sites)), float(np.log(density)), float(np.log(neighbours.mean())),
@@ -90,5 +91,40 @@ CELL_DESCRIPTOR_FEATURE = register_feature(
 """The cell descriptors as the structure feature ``"cell_descriptors"`` (model input ``cell_features``)."""
 
 
-__all__ = ["CELL_DESCRIPTORS", "CELL_DESCRIPTOR_FEATURE", "NUM_CELL_DESCRIPTORS", "VACUUM_GAP", "cell_descriptors",
-           "check_bulk_cell"]
+PACKING_DESCRIPTORS = (*CELL_DESCRIPTORS, "vacuum_directions")
+"""The descriptors of :func:`packing_descriptors`, in order: the cell descriptors with the volume and density of the
+atoms' own slab where the cell has vacuum, and the number of lattice directions with vacuum (0 bulk, 1 layer, 2
+wire, 3 cluster)."""
+
+
+def packing_descriptors(cell: CrystalCell) -> list[float]:
+    """The cell descriptors of any cell, bulk or with vacuum, that the vacuum does not set.
+
+    Along a lattice direction whose thickest atom-free slab ``g`` is wider than :data:`VACUUM_GAP`, the plane spacing
+    ``d`` (Å) is replaced by the atoms' own thickness plus one mean nearest-neighbour distance ``r̄`` (as if the
+    layers were stacked at bonding distance): ``d − g + r̄``; the volume per atom and the density follow. The
+    neighbour distances do not depend on the vacuum. A bulk cell (no such slab) gets exactly its
+    :func:`cell_descriptors` and 0 vacuum directions; a monolayer's values do not move with its cell height.
+    """
+    lattice, frac = np.asarray(cell.lattice, float), np.asarray(cell.frac_coords, float)
+    descriptors = cell_descriptors(cell)
+    gaps, spacings = np.asarray(isolated_cluster_gaps(lattice, frac)), interplanar_spacings(lattice)
+    vacuum = gaps > VACUUM_GAP
+    if not vacuum.any():
+        return [*descriptors, 0.0]
+    mean_neighbour = float(np.exp(descriptors[2]))
+    ln_shrink = float(np.sum(np.log((spacings[vacuum] - gaps[vacuum] + mean_neighbour) / spacings[vacuum])))
+    return [descriptors[0] + ln_shrink, descriptors[1] - ln_shrink, descriptors[2], descriptors[3],
+            float(vacuum.sum())]
+
+
+PACKING_DESCRIPTOR_FEATURE = register_feature(
+    "packing_descriptors", packing_descriptors, input_name="packing_features", value_names=PACKING_DESCRIPTORS,
+    description="packing descriptors")
+"""The vacuum-independent cell descriptors as the structure feature ``"packing_descriptors"`` (model input
+``packing_features``): what a head reads where its crystals include slabs and 2-D layers (MatBench jdft2d)."""
+
+
+__all__ = ["CELL_DESCRIPTORS", "CELL_DESCRIPTOR_FEATURE", "NUM_CELL_DESCRIPTORS", "PACKING_DESCRIPTORS",
+           "PACKING_DESCRIPTOR_FEATURE", "VACUUM_GAP", "atomic_masses", "cell_descriptors", "check_bulk_cell",
+           "packing_descriptors"]

@@ -60,6 +60,10 @@ class CloudConfig(PreTrainedConfig):
         debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
             `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
             median AFLOW AGL Debye temperature).
+        composition_features (`bool`): the regression and classification heads also read the composition
+            descriptors pooled from the token ids ([`cloud_hf.composition`]), through a descriptor MLP added to
+            the [CLS] state (with ``structure_features``, if any). The thermo heads' switch is
+            ``thermo_composition_features``.
         structure_features (`list[str]`, *optional*): registered structure features ([`cloud_hf.features`]) the
             head also reads, in order; the checkpoint's processor computes them. Resolved with the thermo head's
             ``thermo_cell_features`` by [`structure_feature_names`].
@@ -124,6 +128,7 @@ class CloudConfig(PreTrainedConfig):
     target_units: list[str] | None = None
     regression_loss: Literal["l1", "mse"] = "l1"
     debye_theta_scale: float | int = 300.0
+    composition_features: bool = False
     thermo_head: str = "dos"
     thermo_members: int = 1
     thermo_frequencies: list[float | int] | tuple[float | int, ...] = DEFAULT_FREQUENCIES

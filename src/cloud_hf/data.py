@@ -424,6 +424,60 @@ def add_token_columns(dataset: datasets.Dataset, tokenizer: Any, max_length: int
                        desc="Tokenizing")
 
 
+class FeatureMapper:
+    """Batched ``Dataset.map`` function: ``structure`` → one column per structure feature (its model input name,
+    e.g. ``cell_features``), computed as the processor computes them (:func:`cloud_hf.features.feature_values`), so
+    a recipe's rows carry the numbers the pipeline would give the same crystal. A row the
+    features refuse (e.g. the cell descriptors refuse a layer in vacuum) becomes an error row (its values zeros)."""
+
+    def __init__(self, features: Sequence[str], min_distance: float | None = None) -> None:
+        self.features = list(features)
+        self.min_distance = min_distance
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        from cloud_hf.features import feature_values, get_features
+        from cloud_hf.structures import MIN_INTERATOMIC_DISTANCE, failure_message, load_cell
+
+        errors: list[str | None] = list(batch[ERROR_COLUMN])
+        features = get_features(self.features)
+        columns: dict[str, list] = {feature.input_name: [] for feature in features}
+        for index, value in enumerate(batch[STRUCTURE_COLUMN]):
+            values = None
+            if errors[index] is None:
+                name = f"id {batch[ID_COLUMN][index]!r}"
+                try:
+                    cell = load_cell(value, name=name, min_distance=self.min_distance or MIN_INTERATOMIC_DISTANCE)
+                    values = feature_values(features, cell)
+                except Exception as error:  # any failure stays in its row, as in SCOPE encoding
+                    errors[index] = failure_message(error, name)
+            for feature in features:
+                columns[feature.input_name].append(list(values[feature.input_name]) if values
+                                                   else [0.0] * feature.size)
+        return {**columns, ERROR_COLUMN: errors}
+
+
+def add_feature_columns(dataset: datasets.Dataset, features: Sequence[str], *, num_proc: int | None = None,
+                        batch_size: int = 64, min_distance: float | None = None,
+                        cache_dir: str | os.PathLike | None = None) -> datasets.Dataset:
+    """Add the structure features ``features`` (registered names, :mod:`cloud_hf.features`) of each row's
+    ``structure``, each as the float-list column of its model input name; a row whose features cannot be computed
+    gets the reason in ``error``. A table of ready SCOPE strings has no cell to describe: :class:`DataError`."""
+    if not features:
+        return dataset
+    if STRUCTURE_COLUMN not in dataset.column_names:
+        raise DataError(f"the model reads the structure features {list(features)}, computed from each crystal's "
+                        f"cell: the table needs a {STRUCTURE_COLUMN!r} column (CIF, POSCAR, pymatgen dict), not only "
+                        "SCOPE strings")
+    from cloud_hf.features import get_features
+
+    settings = {name: feature.version for name, feature in zip(features, get_features(features))}
+    num_proc = num_proc if num_proc and num_proc > 1 and len(dataset) >= 2 * batch_size else None
+    return dataset.map(FeatureMapper(features, min_distance), batched=True, batch_size=batch_size, num_proc=num_proc,
+                       cache_file_name=_cache_file(cache_dir, "features", dataset,
+                                                   {"features": settings, "min_distance": min_distance}),
+                       desc="Structure features")
+
+
 # ----------------------------------------------------------------------------------------------------
 # bad rows, de-duplication, splits
 # ----------------------------------------------------------------------------------------------------
@@ -483,7 +537,9 @@ def label_statistics(dataset: datasets.Dataset, label_columns: Sequence[str]) ->
 __all__ = [
     "TAB_SEPARATED_SUFFIXES",
     "DataError",
+    "FeatureMapper",
     "TokenMapper",
+    "add_feature_columns",
     "add_scope_column",
     "add_token_columns",
     "drop_duplicates",

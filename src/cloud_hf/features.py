@@ -35,7 +35,7 @@ from cloud_hf.errors import CloudConfigError, CloudDataError
 if TYPE_CHECKING:
     from cloud_hf.structures import CrystalCell
 
-BUILTIN_FEATURE_MODULES = ("cloud_hf.cell_descriptors",)
+BUILTIN_FEATURE_MODULES = ("cloud_hf.cell_descriptors", "cloud_hf.mass_descriptors")
 """Modules whose import registers the built-in features (one line per module)."""
 RESERVED_INPUT_NAMES = frozenset({"input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds",
                                   "n_atoms", "temperature", "labels"})
@@ -152,10 +152,21 @@ def get_features(names: Iterable[str]) -> list[StructureFeature]:
     return [get_feature(name) for name in names]
 
 
+def feature_values(features: Sequence[StructureFeature], cell: CrystalCell) -> dict[str, tuple[float, ...]]:
+    """The values of ``features`` for a validated cell by model input name, each feature's check run first (a
+    :class:`~cloud_hf.errors.CrystalInputError` naming the input for a cell it refuses: the cell descriptors refuse
+    vacuum, which would set them). What the processor and the recipes' data path both compute."""
+    for feature in features:
+        if feature.check is not None:
+            feature.check(cell)
+    return {feature.input_name: feature.compute(cell) for feature in features}
+
+
 def input_names(names: Iterable[str]) -> list[str]:
     """The model inputs of the features ``names``, in order (e.g. ``["cell_features"]``)."""
     return [feature.input_name for feature in get_features(names)]
 
 
-__all__ = ["BUILTIN_FEATURE_MODULES", "StructureFeature", "get_feature", "get_features", "input_names",
+__all__ = ["BUILTIN_FEATURE_MODULES", "StructureFeature", "feature_values", "get_feature", "get_features",
+           "input_names",
            "register_feature", "registered_features"]

@@ -20,10 +20,10 @@ as for any transformers model. The encoder has two execution paths that give the
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,8 +41,15 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.import_utils import is_torchdynamo_compiling
 from transformers.utils.output_capturing import capture_outputs
 
+from cloud_hf.composition import (
+    ELEMENT_PROPERTIES,
+    NUM_COMPOSITION_FEATURES,
+    element_token_table,
+    pooled_composition_features,
+)
 from cloud_hf.configuration_cloud import CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError
+from cloud_hf.features import StructureFeature, get_features
 
 
 @dataclass
@@ -255,6 +262,104 @@ class CloudLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
+def standardised_feature(feature: StructureFeature, values: Any, like: torch.Tensor,
+                         statistics: list[list[float]] | None) -> torch.Tensor:
+    """One structure feature's model input `(batch, feature.size)`, checked (present, shaped, finite) and
+    standardised by ``statistics`` (``[means, stds]``, None: as given), in ``like``'s dtype and device
+    (``like`` `(batch, …)`)."""
+    name = feature.input_name
+    if values is None:
+        raise CloudDataError(f"this model reads the crystals' {feature.description}: pass {name} (batch, "
+                             f"{feature.size}) = {', '.join(feature.value_names)}; a CloudProcessor makes them "
+                             "from structures (a SCOPE string alone has no cell)")
+    values = torch.as_tensor(values).to(like)
+    if values.shape != (like.shape[0], feature.size):
+        raise CloudDataError(f"{name} has shape {tuple(values.shape)}; expected ({like.shape[0]}, {feature.size})")
+    if not bool(torch.isfinite(values).all()):
+        raise CloudDataError(f"{name} has NaN or infinite values in row(s) "
+                             f"{torch.nonzero(~torch.isfinite(values).all(1)).flatten().tolist()}")
+    if statistics is not None:
+        mean, std = values.new_tensor(statistics)
+        values = (values - mean) / std
+    return values
+
+
+class CloudDescriptorEncoder(nn.Module):
+    """What a regression or classification head reads beside the [CLS] state: the composition descriptors pooled
+    from the token ids (``config.composition_features``, :mod:`cloud_hf.composition`) joined by the structure
+    features the config names (``config.structure_feature_names``, :mod:`cloud_hf.features`, standardised by
+    ``config.feature_statistics``), through Linear → SiLU → Linear to the hidden size; the head adds it to [CLS].
+
+    The composition token tables are buffers saved with the weights (zeros until
+    :meth:`set_composition_tables` fills them from a tokenizer), so loading needs neither pymatgen nor the tokenizer.
+    """
+
+    def __init__(self, config: CloudConfig):
+        super().__init__()
+        self.config = config
+        self.uses_composition = bool(config.composition_features)
+        self.features = get_features(config.structure_feature_names)
+        size = NUM_COMPOSITION_FEATURES * self.uses_composition + sum(feature.size for feature in self.features)
+        vocab_size = config.vocab_size if self.uses_composition else 0
+        self.register_buffer("is_element", torch.zeros(vocab_size))
+        self.register_buffer("element_properties", torch.zeros(vocab_size, len(ELEMENT_PROPERTIES)))
+        self.register_buffer("atom_counts", torch.zeros(vocab_size))
+        self.mlp = nn.Sequential(nn.Linear(size, config.hidden_size), nn.SiLU(),
+                                 nn.Linear(config.hidden_size, config.hidden_size))
+
+    @property
+    def input_names(self) -> list[str]:
+        """The model inputs of the structure features read (e.g. ``["cell_features"]``)."""
+        return [feature.input_name for feature in self.features]
+
+    @torch.no_grad()
+    def set_composition_tables(self, tokenizer: Any) -> None:
+        """Fill the composition token tables from ``tokenizer``'s vocabulary (pymatgen element data)."""
+        if not self.uses_composition:
+            return
+        tables = element_token_table(tokenizer.get_vocab(), self.config.vocab_size)
+        if not bool(tables[0].any()):
+            raise CloudConfigError("the tokenizer has no element-symbol tokens: no composition to read")
+        for buffer, table in zip((self.is_element, self.element_properties, self.atom_counts), tables):
+            buffer.copy_(table.to(buffer))
+
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                feature_inputs: Mapping[str, Any], like: torch.Tensor) -> torch.Tensor:
+        """The [CLS] offset `(batch, hidden_size)` in ``like``'s dtype (``like``: the [CLS] states)."""
+        parts = []
+        if self.uses_composition:
+            if input_ids is None:
+                raise CloudDataError("this model pools composition descriptors from input_ids: pass input_ids, "
+                                     "not inputs_embeds")
+            parts.append(pooled_composition_features(input_ids, attention_mask, self.is_element,
+                                                     self.element_properties, self.atom_counts).to(like))
+        parts += [standardised_feature(feature, feature_inputs.get(feature.input_name), like,
+                                       self.config.feature_statistics(feature.name)) for feature in self.features]
+        return self.mlp(torch.cat(parts, dim=-1).to(like))
+
+
+def descriptor_encoder(config: CloudConfig) -> CloudDescriptorEncoder | None:
+    """A head's [`CloudDescriptorEncoder`], or None where its config reads no descriptors."""
+    return CloudDescriptorEncoder(config) if config.composition_features or config.structure_feature_names else None
+
+
+def pop_feature_inputs(descriptors: CloudDescriptorEncoder | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the structure-feature inputs (by input name) out of a head's ``**kwargs`` before they reach the
+    encoder."""
+    return {name: kwargs.pop(name, None) for name in (descriptors.input_names if descriptors is not None else [])}
+
+
+def crystal_summary(descriptors: CloudDescriptorEncoder | None, outputs: BaseModelOutput,
+                    input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                    feature_inputs: Mapping[str, Any]) -> torch.Tensor:
+    """What a head reads `(batch, hidden_size)`: the [CLS] state, plus the descriptor offset where the head reads
+    descriptors."""
+    summary = outputs.last_hidden_state[:, 0]
+    if descriptors is None:
+        return summary
+    return summary + descriptors(input_ids, attention_mask, feature_inputs, summary)
+
+
 class CloudPreTrainedModel(PreTrainedModel):
     """Base class of the CLOUD models: configuration, weight initialisation and checkpoint conventions. Heads return
     tensors; what the ``crystal-property-prediction`` pipeline reports from them is :mod:`cloud_hf.property_heads`'.
@@ -306,6 +411,9 @@ class CloudPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, CloudEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+        if isinstance(module, CloudDescriptorEncoder):  # empty until set_composition_tables or a checkpoint fills it
+            for buffer in (module.is_element, module.element_properties, module.atom_counts):
+                init.zeros_(buffer)
 
     def run_encoder(
         self,
@@ -514,6 +622,7 @@ class CloudForRegression(CloudPreTrainedModel):
         self.cloud = CloudModel(config)
         num_targets = config.num_targets
         self.head = CloudPredictionHead(config, num_targets)
+        self.descriptors = descriptor_encoder(config)
         mean = config.target_mean if config.target_mean is not None else [0.0] * num_targets
         std = config.target_std if config.target_std is not None else [1.0] * num_targets
         self.register_buffer("target_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
@@ -542,8 +651,9 @@ class CloudForRegression(CloudPreTrainedModel):
         labels (`torch.FloatTensor` of shape `(batch_size,)` or `(batch_size, num_targets)`, *optional*): targets in
             physical units (``config.target_units``); NaN marks a missing value.
         """
+        feature_inputs = pop_feature_inputs(self.descriptors, kwargs)
         outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
-        logits = self.head(outputs.last_hidden_state[:, 0])
+        logits = self.head(crystal_summary(self.descriptors, outputs, input_ids, attention_mask, feature_inputs))
         predictions = logits * self.target_std.to(logits.dtype) + self.target_mean.to(logits.dtype)
         loss = self.regression_loss(logits, labels) if labels is not None else None
         return CloudRegressionOutput(
@@ -592,6 +702,7 @@ class CloudForClassification(CloudPreTrainedModel):
         self.num_labels = config.num_labels
         self.cloud = CloudModel(config)
         self.head = CloudPredictionHead(config, config.num_labels)
+        self.descriptors = descriptor_encoder(config)
         self.post_init()
 
     @can_return_tuple
@@ -608,8 +719,9 @@ class CloudForClassification(CloudPreTrainedModel):
         labels (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, num_labels)`, *optional*): class ids in
             ``[0, num_labels)``, 0/1 for a single-logit binary model, multi-hot for multi-label.
         """
+        feature_inputs = pop_feature_inputs(self.descriptors, kwargs)
         outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
-        logits = self.head(outputs.last_hidden_state[:, 0])
+        logits = self.head(crystal_summary(self.descriptors, outputs, input_ids, attention_mask, feature_inputs))
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)
@@ -635,6 +747,7 @@ class CloudForClassification(CloudPreTrainedModel):
 
 
 __all__ = [
+    "CloudDescriptorEncoder",
     "CloudForClassification",
     "CloudForMaskedLM",
     "CloudForRegression",

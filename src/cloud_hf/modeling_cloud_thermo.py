@@ -63,7 +63,12 @@ from cloud_hf.composition import (
 from cloud_hf.configuration_cloud import THERMO_HEADS, CloudConfig
 from cloud_hf.errors import CloudConfigError, CloudDataError
 from cloud_hf.features import StructureFeature, get_features
-from cloud_hf.modeling_cloud import CloudModel, CloudPredictionHead, CloudPreTrainedModel
+from cloud_hf.modeling_cloud import (
+    CloudModel,
+    CloudPredictionHead,
+    CloudPreTrainedModel,
+    standardised_feature,
+)
 from cloud_hf.spectra import (
     MemberSpectra,
     debye_einstein_head_spectra,
@@ -283,28 +288,9 @@ class CloudThermoModel(CloudPreTrainedModel):
         :func:`cloud_hf.cell_descriptors.cell_descriptors`) and standardised by its statistics."""
         if not self.structure_features:
             return composition
-        return torch.cat([composition, *(self._standardised(feature, inputs.get(feature.input_name), composition)
+        return torch.cat([composition, *(standardised_feature(feature, inputs.get(feature.input_name), composition,
+                                                              self.config.feature_statistics(feature.name))
                                          for feature in self.structure_features)], dim=-1)
-
-    def _standardised(self, feature: StructureFeature, values: Any, composition: torch.Tensor) -> torch.Tensor:
-        """One structure feature's input `(batch, size)`, checked and standardised, in ``composition``'s dtype."""
-        name = feature.input_name
-        if values is None:
-            raise CloudDataError(f"this model reads the crystals' {feature.description}: pass {name} (batch, "
-                                 f"{feature.size}) = {', '.join(feature.value_names)}; a CloudProcessor makes them "
-                                 "from structures (a SCOPE string alone has no cell)")
-        values = torch.as_tensor(values).to(composition)
-        if values.shape != (composition.shape[0], feature.size):
-            raise CloudDataError(f"{name} has shape {tuple(values.shape)}; expected ({composition.shape[0]}, "
-                                 f"{feature.size})")
-        if not bool(torch.isfinite(values).all()):
-            raise CloudDataError(f"{name} has NaN or infinite values in row(s) "
-                                 f"{torch.nonzero(~torch.isfinite(values).all(1)).flatten().tolist()}")
-        statistics = self.config.feature_statistics(feature.name)
-        if statistics is not None:
-            mean, std = values.new_tensor(statistics)
-            values = (values - mean) / std
-        return values
 
     # --- construction -------------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from cloud_hf.configuration_cloud import CELL_DESCRIPTORS_FEATURE, CloudConfig
 from cloud_hf.errors import CloudConfigError, CrystalInputError
-from cloud_hf.features import StructureFeature, get_features
+from cloud_hf.features import StructureFeature, feature_values, get_features
 
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 
@@ -192,16 +192,12 @@ class CloudProcessor(ProcessorMixin):
         from cloud_hf.structures import load_cell
 
         encoder = self.scope_encoder
-        features = self.features
         cell = load_cell(crystal, name=name, min_distance=encoder.min_distance)
-        for feature in features:  # e.g. descriptors of a cell with vacuum describe the vacuum: refused
-            if feature.check is not None:
-                feature.check(cell)
+        values = feature_values(self.features, cell)  # e.g. the cell descriptors refuse a cell with vacuum
         # Canonical SCOPE ignores site order, so the cell read and validated above is encoded as is (each file read
         # and checked once); reference SCOPE follows pymatgen's site order, so the encoder reads the input as the
         # reference does.
         scope = encoder.encode_validated_cell(cell) if encoder.mode == "canonical" else encoder.encode(crystal, name=name)
-        values = {feature.input_name: feature.compute(cell) for feature in features}
         return CrystalEncoding(scope=scope, formula=reduced_formula(cell.atomic_numbers), n_atoms=len(cell),
                                features=values)
 

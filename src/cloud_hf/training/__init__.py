@@ -34,6 +34,7 @@ from cloud_hf.training.data import (
 )
 from cloud_hf.training.metrics import classification_metrics, metrics_function, regression_metrics
 from cloud_hf.training.models import (
+    head_descriptors,
     init_supervised_model,
     load_or_init_model,
     load_tokenizer,
@@ -74,6 +75,7 @@ __all__ = [
     "carve_validation",
     "classification_metrics",
     "failure_status",
+    "head_descriptors",
     "init_supervised_model",
     "layer_depth",
     "layerwise_parameter_groups",

@@ -130,6 +130,23 @@ class CorpusDataArguments(DataArguments):
 
 
 @dataclass
+class SupervisedModelArguments(ModelArguments):
+    """Model options of the regression and classification recipes: what the head reads beside [CLS]."""
+
+    composition_features: bool | None = option(
+        None, "The head also reads composition descriptors pooled from the SCOPE tokens (cloud_hf.composition); "
+              "None: as the checkpoint (off for a new model).")
+    structure_features: list[str] | None = option(
+        None, "Registered structure features the head also reads (cloud_hf.features, e.g. cell_descriptors, "
+              "mass_descriptors), standardised on the training rows; None: as the checkpoint (none for a new model).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.structure_features, str):
+            self.structure_features = [self.structure_features]
+
+
+@dataclass
 class PretrainModelArguments(ModelArguments):
     """Model options of masked-LM pre-training."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import datasets
 
 from accelerate import PartialState
 from cloud_hf.data import (
+    add_feature_columns,
     add_scope_column,
     add_token_columns,
     error_reasons,
@@ -63,14 +65,18 @@ def scope_encoder_for(tokenizer: Any) -> Any:
 
 
 def prepare_table(table: datasets.Dataset, name: str, tokenizer: Any, max_length: int,
-                  output_dir: str | os.PathLike, data_args: DataArguments) -> PreparedSplit:
-    """SCOPE-encode (where needed) and tokenize ``table``; write its bad rows to ``OUTPUT_DIR/bad_rows_NAME.csv``.
+                  output_dir: str | os.PathLike, data_args: DataArguments,
+                  features: Sequence[str] = ()) -> PreparedSplit:
+    """SCOPE-encode (where needed) and tokenize ``table``, and add the structure features ``features`` (registered
+    names; each a column under its model input name); write its bad rows to ``OUTPUT_DIR/bad_rows_NAME.csv``.
 
     The log says how many rows were skipped and why; the returned split keeps only usable rows.
     """
     options = {"num_proc": data_args.num_proc, "cache_dir": data_args.cache_dir}
-    table = add_scope_column(table, scope_encoder_for(tokenizer), **options)
+    encoder = scope_encoder_for(tokenizer)
+    table = add_scope_column(table, encoder, **options)
     table = add_token_columns(table, tokenizer, max_length, **options)
+    table = add_feature_columns(table, features, min_distance=encoder.min_distance, **options)
     good, bad = split_bad_rows(table)
     report = write_bad_rows(bad, Path(output_dir) / f"bad_rows_{name}.csv")
     if len(bad):
@@ -126,9 +132,10 @@ def model_inputs(split: datasets.Dataset, task: TaskSpec) -> datasets.Dataset:
 
 
 def recipe_splits(data_args: SplitDataArguments, task: TaskSpec, tokenizer: Any, max_length: int,
-                  output_dir: str | os.PathLike, seed: int,
+                  output_dir: str | os.PathLike, seed: int, features: Sequence[str] = (),
                   ) -> tuple[datasets.Dataset, datasets.Dataset, datasets.Dataset | None]:
-    """Train, validation and test rows of the data options, tokenized, bad rows reported.
+    """Train, validation and test rows of the data options, tokenized (with the structure features ``features``),
+    bad rows reported.
 
     Without a validation file the validation rows are carved out of the training rows
     (``validation_fraction``), so validation never overlaps training; the test file is optional.
@@ -141,7 +148,7 @@ def recipe_splits(data_args: SplitDataArguments, task: TaskSpec, tokenizer: Any,
                 splits[name] = None
                 continue
             table = limit_rows(read_split(data_args, path, task), data_args.max_rows)
-            splits[name] = prepare_table(table, name, tokenizer, max_length, output_dir, data_args).rows
+            splits[name] = prepare_table(table, name, tokenizer, max_length, output_dir, data_args, features).rows
     train, validation = splits["train"], splits["validation"]
     if validation is None:
         train, validation = carve_validation(train, data_args.validation_fraction, seed)

@@ -70,19 +70,52 @@ def load_or_init_model(model_class: type[PreTrainedModel], model_args: ModelArgu
     return model_class(cloud_config)
 
 
+def head_descriptors(model_args: ModelArguments) -> tuple[bool, list[str]]:
+    """``(composition_features, structure_features)`` the supervised head of ``model_args`` reads: the options where
+    set (``SupervisedModelArguments``), else the checkpoint's, else none. The recipes encode every row with these
+    structure features (``recipe_splits(features=...)``) before the model is built."""
+    from cloud_hf.configuration_cloud import CloudConfig
+
+    composition = getattr(model_args, "composition_features", None)
+    features = getattr(model_args, "structure_features", None)
+    if (composition is None or features is None) and model_args.checkpoint:
+        saved = CloudConfig.from_pretrained(model_args.checkpoint)
+        composition = saved.composition_features if composition is None else composition
+        features = list(saved.structure_features or []) if features is None else features
+    return bool(composition), list(features or [])
+
+
 def init_supervised_model(model_args: ModelArguments, tokenizer: Any, task: TaskSpec, train_rows: datasets.Dataset,
                           seed: int, num_classes: int = 2) -> PreTrainedModel:
     """``CloudForRegression`` with target statistics from ``train_rows`` (physical units, saved in the config),
-    or ``CloudForClassification`` with ``num_classes`` classes, per ``task.problem``."""
+    or ``CloudForClassification`` with ``num_classes`` classes, per ``task.problem``.
+
+    The head reads the descriptors of :func:`head_descriptors`: its composition tables are filled from
+    ``tokenizer``, and each structure feature is standardised by its mean and std over ``train_rows``' column of
+    that feature (saved in the config, ``structure_feature_statistics``), unless the checkpoint already has them.
+    """
     from cloud_hf.data import label_statistics
+    from cloud_hf.features import get_features
     from cloud_hf.modeling_cloud import CloudForClassification, CloudForRegression
 
+    composition, features = head_descriptors(model_args)
+    descriptors = {"composition_features": composition, "structure_features": features or None}
     if task.problem == "classification":
-        return load_or_init_model(CloudForClassification, model_args, tokenizer, seed, num_labels=num_classes)
-    mean, std = label_statistics(train_rows, task.label_columns)
-    units = [task.units] * len(task.label_columns) if task.units else None
-    return load_or_init_model(CloudForRegression, model_args, tokenizer, seed, target_names=list(task.label_columns),
-                              target_mean=mean, target_std=std, target_units=units)
+        model = load_or_init_model(CloudForClassification, model_args, tokenizer, seed, num_labels=num_classes,
+                                   **descriptors)
+    else:
+        mean, std = label_statistics(train_rows, task.label_columns)
+        units = [task.units] * len(task.label_columns) if task.units else None
+        model = load_or_init_model(CloudForRegression, model_args, tokenizer, seed,
+                                   target_names=list(task.label_columns), target_mean=mean, target_std=std,
+                                   target_units=units, **descriptors)
+    if model.descriptors is not None:
+        if composition and not bool(model.descriptors.is_element.any()):
+            model.descriptors.set_composition_tables(tokenizer)
+        for feature in get_features(features):  # standardised as the training rows, unless the checkpoint says
+            if model.config.feature_statistics(feature.name) is None:
+                model.config.set_feature_statistics(feature.name, feature.statistics(train_rows[feature.input_name]))
+    return model
 
 
-__all__ = ["init_supervised_model", "load_or_init_model", "load_tokenizer", "max_positions", "recipe_tokenizer"]
+__all__ = ["head_descriptors", "init_supervised_model", "load_or_init_model", "load_tokenizer", "max_positions", "recipe_tokenizer"]

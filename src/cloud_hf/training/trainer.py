@@ -83,6 +83,18 @@ class CloudTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.prediction_key = prediction_key
 
+    def _set_signature_columns_if_needed(self) -> None:
+        """The forward's arguments, as ``Trainer`` finds them, plus the structure-feature inputs the model's config
+        declares (a head reads them through ``**kwargs`` by their registered input names, e.g. ``cell_features``),
+        so ``remove_unused_columns`` keeps those columns."""
+        super()._set_signature_columns_if_needed()
+        config = getattr(self.model, "config", None)
+        if config is not None and getattr(config, "structure_feature_names", None):
+            from cloud_hf.features import input_names
+
+            self._signature_columns += [name for name in input_names(config.structure_feature_names)
+                                        if name not in self._signature_columns]
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save as ``Trainer`` does, but the options as ``training_args.json``, not the pickle ``training_args.bin``.
 
