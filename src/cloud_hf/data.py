@@ -18,6 +18,11 @@ skipped), JSON (a list of records or pandas ``orient="split"``, i.e. the matmine
 JSON Lines (``.jsonl``), and a folder of CIF / POSCAR files. The structure column may hold CIF text,
 POSCAR text, pymatgen ``Structure.as_dict()`` dicts (stored as JSON text) or the text of ``str(Structure)``
 ("pmg-str", read by :func:`cloud_hf.structures.structure_from_pmg_str`); a table may instead carry ready SCOPE strings.
+
+Memory: CSV, JSON Lines and folders are read :data:`CHUNK_ROWS` rows (files) at a time into an Arrow file that the
+dataset memory-maps, every later step is a ``Dataset.map`` or works on Arrow batches, and
+:func:`drop_duplicates` keeps a 16-byte digest a row, never the strings: the Python memory of a corpus does
+not grow with its size (``benchmarks/bench_corpus_memory.py``). A JSON document is parsed whole.
 """
 
 from __future__ import annotations
