@@ -10,6 +10,9 @@ strings are dropped (``deduplicate``), and a validation part (``validation_fract
 held out from the distinct strings, so no validation string is seen in training. The model (a new
 ``CloudForMaskedLM`` with ``config_overrides`` sizes, or ``checkpoint`` to continue) and its tokenizer
 are saved to ``output_dir`` (safetensors), with ``pretrain_metrics.json`` (throughput, wall time, eval loss).
+
+The corpus streams: each file is read in chunks into a memory-mapped Arrow file, de-duplicated by 16-byte digests
+and encoded by ``Dataset.map`` (``num_proc``), so it need not fit in memory (``benchmarks/bench_corpus_memory.py``).
 """
 
 from __future__ import annotations

@@ -18,19 +18,26 @@ skipped), JSON (a list of records or pandas ``orient="split"``, i.e. the matmine
 JSON Lines (``.jsonl``), and a folder of CIF / POSCAR files. The structure column may hold CIF text,
 POSCAR text, pymatgen ``Structure.as_dict()`` dicts (stored as JSON text) or the text of ``str(Structure)``
 ("pmg-str", read by :func:`cloud_hf.structures.structure_from_pmg_str`); a table may instead carry ready SCOPE strings.
+
+Memory: CSV, JSON Lines and folders are read :data:`CHUNK_ROWS` rows (files) at a time into an Arrow file that the
+dataset memory-maps, every later step is a ``Dataset.map`` or works on Arrow batches, and
+:func:`drop_duplicates` keeps a 16-byte digest a row, never the strings: the Python memory of a corpus does
+not grow with its size (``benchmarks/bench_corpus_memory.py``). A JSON document is parsed whole.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import logging
 import math
 import os
 import re
+import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,10 @@ import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
+from datasets.fingerprint import get_temporary_cache_files_directory
+from datasets.table import MemoryMappedTable
 from pymatgen.core import Structure
 
 from cloud_hf.errors import CloudDataError, CrystalInputError
@@ -59,7 +70,9 @@ STRUCTURE_COLUMN_CANDIDATES = ("structure", "cif", "poscar", "atoms")
 SCOPE_COLUMN_CANDIDATES = ("scope", "cloud")
 #: Column names tried, in order, for row identifiers.
 ID_COLUMN_CANDIDATES = ("id", "material_id", "mp_id", "jid", "mbid")
-
+#: Rows of a file held as Python objects at once while it is read: :func:`read_table` reads CSV, JSON Lines
+#: and folders this many rows (files) at a time and writes each chunk to a memory-mapped Arrow file.
+CHUNK_ROWS = 10_000
 
 
 DataError = CloudDataError
@@ -77,44 +90,62 @@ def _open_text(path: Path) -> str:
         return handle.read()
 
 
-def _read_frame(path: Path, id_column: str | None = None) -> pd.DataFrame:
-    """Read a CSV / JSON / JSONL file (optionally gzipped) into a DataFrame; id columns (``id_column`` and the
-    :data:`ID_COLUMN_CANDIDATES`) keep their values as written (text, not numbers: ``007`` stays ``007``)."""
+def _frame_chunks(path: Path, id_column: str | None = None) -> Iterator[pd.DataFrame]:
+    """Read a CSV / JSON / JSONL file (optionally gzipped) as DataFrames of at most :data:`CHUNK_ROWS` rows, in
+    order (at least one, empty for a table without rows); id columns (``id_column`` and the
+    :data:`ID_COLUMN_CANDIDATES`) keep their values as written (text, not numbers: ``007`` stays ``007``).
+
+    CSV and JSON Lines are streamed; a JSON document (records, split orient, ASE database) is parsed whole."""
     kind = table_format(path)
     id_names = [*([id_column] if id_column else []), *ID_COLUMN_CANDIDATES]
     if kind == "csv":
-        opener = gzip.open if is_gzipped(path) else open
-        with opener(path, "rt", encoding="utf-8") as handle:
-            first_line = handle.readline()
-            header = handle.readline() if first_line.startswith("#") else first_line
-        skip = 1 if first_line.startswith("#") else 0
-        _check_commas(path, header)
-        try:
-            return pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str))
-        except pd.errors.ParserError as error:  # pandas' message ends in a newline: one line, naming the file
-            raise DataError(f"{path}: not a comma-separated table ({' '.join(str(error).split())})") from error
+        yield from _csv_chunks(path, id_names)
+        return
     if kind == "tsv":
         raise DataError(f"{path}: a tab-separated table; tables are read as comma-separated CSV (save it as .csv "
                         "with commas)")
     if kind == "jsonl":
-        return _read_json_lines(path, id_names)
+        yield from _json_lines_chunks(path, id_names)
+        return
     if kind == "json":
-        content = json.loads(_open_text(path))
-        if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
-            frame = pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
-            records = [dict(zip(content["columns"], row)) for row in content["data"]]
-        elif isinstance(content, list):
-            frame, records = pd.DataFrame(content), content
-        elif isinstance(content, dict) and _is_ase_database(content):
-            frame, records = _ase_database_frame(content, path), None
-        elif isinstance(content, dict):  # {key: record}: the key is the row's id unless a record names one
-            records = [{ID_COLUMN: str(key), **record} if isinstance(record, dict) else {ID_COLUMN: str(key)}
-                       for key, record in content.items()]
-            frame = pd.DataFrame(records)
-        else:
-            raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
-        return _ids_as_written(frame, records, id_names)
+        frame = _read_json(path, id_names)
+        yield from (frame.iloc[start:start + CHUNK_ROWS] for start in range(0, max(len(frame), 1), CHUNK_ROWS))
+        return
     raise DataError(f"{path}: unknown file type (expected .csv, .json, .jsonl, optionally .gz, or a folder)")
+
+
+def _csv_chunks(path: Path, id_names: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """A CSV file (a leading ``# comment`` line skipped) in chunks of :data:`CHUNK_ROWS` rows."""
+    opener = gzip.open if is_gzipped(path) else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        first_line = handle.readline()
+        header = handle.readline() if first_line.startswith("#") else first_line
+    skip = 1 if first_line.startswith("#") else 0
+    _check_commas(path, header)
+    try:
+        with pd.read_csv(path, skiprows=skip, dtype=dict.fromkeys(id_names, str), chunksize=CHUNK_ROWS) as reader:
+            yield from reader
+    except pd.errors.ParserError as error:  # pandas' message ends in a newline: one line, naming the file
+        raise DataError(f"{path}: not a comma-separated table ({' '.join(str(error).split())})") from error
+
+
+def _read_json(path: Path, id_names: Sequence[str]) -> pd.DataFrame:
+    """A JSON document (records, pandas ``orient="split"``, ``{key: record}`` or an ASE database) as one frame."""
+    content = json.loads(_open_text(path))
+    if isinstance(content, dict) and {"columns", "data"} <= set(content):  # pandas orient="split"
+        frame = pd.DataFrame(content["data"], columns=content["columns"], index=content.get("index"))
+        records = [dict(zip(content["columns"], row)) for row in content["data"]]
+    elif isinstance(content, list):
+        frame, records = pd.DataFrame(content), content
+    elif isinstance(content, dict) and _is_ase_database(content):
+        frame, records = _ase_database_frame(content, path), None
+    elif isinstance(content, dict):  # {key: record}: the key is the row's id unless a record names one
+        records = [{ID_COLUMN: str(key), **record} if isinstance(record, dict) else {ID_COLUMN: str(key)}
+                   for key, record in content.items()]
+        frame = pd.DataFrame(records)
+    else:
+        raise DataError(f"{path}: JSON holds a {type(content).__name__}, expected records or split orient")
+    return _ids_as_written(frame, records, id_names)
 
 
 def _check_commas(path: Path, header: str) -> None:
@@ -197,38 +228,52 @@ READ_ERRORS = "read_errors"
 read (or None)."""
 
 
-def _read_json_lines(path: Path, id_names: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per non-blank line; a line that is not a JSON object keeps its row, with the reason naming
-    the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``; id columns as written."""
+def _json_lines_chunks(path: Path, id_names: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
+    """One row per non-blank line, :data:`CHUNK_ROWS` rows a frame; a line that is not a JSON object keeps its
+    row, with the reason naming the file and the line number (1-based) in ``frame.attrs[READ_ERRORS]``; id
+    columns as written. Lines are split as ``str.splitlines`` splits the whole text."""
     records: list[dict] = []
     errors: list[str | None] = []
-    for number, line in enumerate(_open_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            records.append({})
-            errors.append(f"line {number} of {path} is not valid JSON ({error.msg}, column {error.colno})")
-            continue
-        if not isinstance(record, dict):
-            records.append({})
-            errors.append(f"line {number} of {path} holds a JSON {type(record).__name__}, not an object")
-            continue
-        records.append(record)
-        errors.append(None)
+    opener = gzip.open if is_gzipped(path) else open
+    number, yielded = 0, False
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line in itertools.chain.from_iterable(physical.splitlines() for physical in handle):
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                record, message = {}, f"line {number} of {path} is not valid JSON ({error.msg}, column {error.colno})"
+            else:
+                message = None
+                if not isinstance(record, dict):
+                    record, message = {}, f"line {number} of {path} holds a JSON {type(record).__name__}, not an object"
+            records.append(record)
+            errors.append(message)
+            if len(records) == CHUNK_ROWS:
+                yield _json_lines_frame(records, errors, id_names)
+                records, errors, yielded = [], [], True
+    if records or not yielded:
+        yield _json_lines_frame(records, errors, id_names)
+
+
+def _json_lines_frame(records: list[dict], errors: list[str | None], id_names: Sequence[str]) -> pd.DataFrame:
     frame = _ids_as_written(pd.DataFrame(records), records, id_names)
     frame.attrs[READ_ERRORS] = errors
     return frame
 
 
-def _read_folder(path: Path) -> pd.DataFrame:
-    """One row per CIF or POSCAR file in ``path`` (sorted by name); the file name is the row id."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and is_structure_file_name(p))
-    if not files:
+def _folder_chunks(path: Path) -> Iterator[pd.DataFrame]:
+    """One row per CIF or POSCAR file in ``path`` (sorted by name), :data:`CHUNK_ROWS` files a frame; the file
+    name is the row id. Only the names are listed up front; each chunk's files are read when it is reached."""
+    names = sorted(entry.name for entry in os.scandir(path) if entry.is_file() and is_structure_file_name(entry.name))
+    if not names:
         raise DataError(f"{path}: no CIF (*.cif) or POSCAR (POSCAR*, CONTCAR*, *.vasp) files in the folder")
-    return pd.DataFrame({ID_COLUMN: [p.name for p in files],
-                         STRUCTURE_COLUMN: [p.read_text(encoding="utf-8", errors="replace") for p in files]})
+    for start in range(0, len(names), CHUNK_ROWS):
+        chunk = names[start:start + CHUNK_ROWS]
+        yield pd.DataFrame({ID_COLUMN: chunk, STRUCTURE_COLUMN: [
+            (path / name).read_text(encoding="utf-8", errors="replace") for name in chunk]})
 
 
 def _is_missing(value: Any) -> bool:
@@ -277,13 +322,19 @@ def read_table(
     is given, ``scope`` (ready SCOPE strings); each label column as float (NaN where missing); each extra
     column as is; ``error`` (None, or why the row cannot be used: an empty structure cell, a NaN label).
     A missing *column* is a :class:`DataError` naming the file; a missing *value* is a row error.
+
+    Files are read :data:`CHUNK_ROWS` rows at a time (folders file by file) into an Arrow file that the dataset
+    memory-maps (in ``datasets``' temporary cache folder, removed when the process ends), so a table larger than
+    memory can be read; columns are those of the first chunk (a JSON Lines key first met later is not read).
+    The dataset's fingerprint is a hash of that file's content: the same input gives the same fingerprint, and
+    the ``cache_dir`` caches of :func:`add_scope_column` and :func:`add_token_columns` are found again.
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    frame = _read_folder(path) if path.is_dir() else _read_frame(path, id_column)
-    read_errors = frame.attrs.get(READ_ERRORS)
-    columns = list(frame.columns)
+    chunks = _folder_chunks(path) if path.is_dir() else _frame_chunks(path, id_column)
+    first = next(chunks)
+    columns = list(first.columns)
     if scope_column is None and structure_column is None:
         structure_column = _pick(columns, None, STRUCTURE_COLUMN_CANDIDATES, "structure", path, required=False)
         if structure_column is None:
@@ -296,36 +347,151 @@ def read_table(
     for name in (*label_columns, *extra_columns):
         _pick(columns, name, (), "label" if name in label_columns else "extra", path, True)
 
-    n_rows = len(frame)
-    errors: list[str | None] = list(read_errors) if read_errors else [None] * n_rows
-    table: dict[str, list] = {
-        ID_COLUMN: unique_ids([_id_text(value) for value in frame[id_name]] if id_name else [None] * n_rows),
-        ROW_COLUMN: list(range(n_rows)),
-        SOURCE_COLUMN: [str(path)] * n_rows,
-    }
-    text_column = SCOPE_COLUMN if scope_column is not None else STRUCTURE_COLUMN
-    texts = [_structure_to_text(v) for v in frame[scope_column or structure_column]]
-    for index, text in enumerate(texts):
-        if errors[index] is None and (text is None or not text.strip()):
-            errors[index] = f"empty {scope_column or structure_column!r} cell"
-    table[text_column] = texts
-    for name in label_columns:
-        values = pd.to_numeric(frame[name], errors="coerce").astype(float).tolist()
-        for index, value in enumerate(values):
-            if not math.isfinite(value) and errors[index] is None:
-                errors[index] = f"label {name!r} is {frame[name].iloc[index]!r} (not a finite number)"
-        table[name] = values
-    for name in extra_columns:
-        table[name] = frame[name].tolist()
-    table[ERROR_COLUMN] = errors
-    features = datasets.Features({
-        ID_COLUMN: datasets.Value("string"), ROW_COLUMN: datasets.Value("int64"),
-        SOURCE_COLUMN: datasets.Value("string"), text_column: datasets.Value("string"),
-        **{name: datasets.Value("float64") for name in label_columns},
-        **datasets.Features.from_arrow_schema(pa.Table.from_pydict({n: table[n] for n in extra_columns}).schema),
-        ERROR_COLUMN: datasets.Value("string"),
-    })
-    return datasets.Dataset.from_dict(table, features=features)
+    layout = _TableLayout(path=path, text_name=scope_column or structure_column,  # type: ignore[arg-type]
+                          text_column=SCOPE_COLUMN if scope_column is not None else STRUCTURE_COLUMN,
+                          id_name=id_name, label_columns=tuple(label_columns))
+    extra_parts: dict[str, list[pd.Series]] = {name: [] for name in extra_columns}
+    file = Path(get_temporary_cache_files_directory()) / f"table-{uuid.uuid4().hex}.arrow"
+    n_rows = 0
+    try:
+        with ArrowWriter(features=layout.features, path=str(file)) as writer:
+            for frame in itertools.chain([first], chunks):
+                frame = _with_columns(frame, [name for name in (layout.text_name, id_name, *label_columns,
+                                                                *extra_columns) if name is not None])
+                writer.write_table(layout.arrow_table(frame, n_rows))
+                for name in extra_columns:
+                    extra_parts[name].append(frame[name])
+                n_rows += len(frame)
+            writer.finalize()
+    except BaseException:
+        file.unlink(missing_ok=True)
+        raise
+    fingerprint = _file_fingerprint(file)
+    dataset = datasets.Dataset(MemoryMappedTable.from_file(str(file)), info=datasets.DatasetInfo(
+        features=layout.features), fingerprint=fingerprint)
+    dataset = layout.reworded_errors(dataset)
+    if id_name is not None:
+        dataset = _unique_id_column(dataset)
+    for name, parts in extra_parts.items():  # as a whole-file read would type them (pandas joins chunk dtypes)
+        values = pd.concat(parts, ignore_index=True).tolist()
+        feature = datasets.Features.from_arrow_schema(pa.Table.from_pydict({name: values}).schema)[name]
+        if name in dataset.column_names:
+            dataset = dataset.remove_columns(name, new_fingerprint=_derived(dataset, f"remove {name}"))
+        dataset = dataset.add_column(name, values, feature=feature, new_fingerprint=_derived(dataset, f"extra {name}"))
+    order = list(dict.fromkeys([ID_COLUMN, ROW_COLUMN, SOURCE_COLUMN, layout.text_column, *label_columns,
+                                *extra_columns, ERROR_COLUMN]))
+    if dataset.column_names != order:
+        dataset = dataset.select_columns(order, new_fingerprint=_derived(dataset, "order"))
+    return dataset
+
+
+class _TableLayout:
+    """The output columns of one :func:`read_table` call and how a chunk of the input frame fills them."""
+
+    def __init__(self, path: Path, text_name: str, text_column: str, id_name: str | None,
+                 label_columns: tuple[str, ...]) -> None:
+        self.path, self.text_name, self.text_column = path, text_name, text_column
+        self.id_name, self.label_columns = id_name, label_columns
+        #: label columns that pandas read as text (object) in some chunk
+        self.text_labels: set[str] = set()
+        #: (row, message, message as a text column words it, column) of each label error from a numeric chunk
+        self.numeric_label_errors: list[tuple[int, str, str, str]] = []
+        self.features = datasets.Features({
+            ID_COLUMN: datasets.Value("string"), ROW_COLUMN: datasets.Value("int64"),
+            SOURCE_COLUMN: datasets.Value("string"), text_column: datasets.Value("string"),
+            **{name: datasets.Value("float64") for name in label_columns},
+            ERROR_COLUMN: datasets.Value("string"),
+        })
+
+    def reworded_errors(self, dataset: datasets.Dataset) -> datasets.Dataset:
+        """``dataset`` with the label errors of numeric chunks worded as a text column words them, where the label
+        column is text in another chunk: the messages a whole-file read (one column type) writes."""
+        changes = [(row, old, new) for row, old, new, name in self.numeric_label_errors if name in self.text_labels]
+        if not changes:
+            return dataset
+        errors = dataset.data.column(ERROR_COLUMN).to_pylist()
+        for row, old, new in changes:
+            if errors[row] == old:
+                errors[row] = new
+        dataset = dataset.remove_columns(ERROR_COLUMN, new_fingerprint=_derived(dataset, "remove errors"))
+        return dataset.add_column(ERROR_COLUMN, errors, feature=datasets.Value("string"),
+                                  new_fingerprint=_derived(dataset, "label errors"))
+
+    def arrow_table(self, frame: pd.DataFrame, start: int) -> pa.Table:
+        """The rows of ``frame`` (rows ``start``, ``start + 1``, ... of the file) as an Arrow table; ids as written
+        (None where missing; made unique once the whole file is read), the row number where the file has none."""
+        n_rows = len(frame)
+        read_errors = frame.attrs.get(READ_ERRORS)
+        errors: list[str | None] = list(read_errors) if read_errors else [None] * n_rows
+        rows = list(range(start, start + n_rows))
+        table: dict[str, list] = {
+            ID_COLUMN: [_id_text(value) for value in frame[self.id_name]] if self.id_name else [str(r) for r in rows],
+            ROW_COLUMN: rows,
+            SOURCE_COLUMN: [str(self.path)] * n_rows,
+        }
+        texts = [_structure_to_text(v) for v in frame[self.text_name]]
+        for index, text in enumerate(texts):
+            if errors[index] is None and (text is None or not text.strip()):
+                errors[index] = f"empty {self.text_name!r} cell"
+        table[self.text_column] = texts
+        for name in self.label_columns:
+            values = pd.to_numeric(frame[name], errors="coerce").astype(float).tolist()
+            as_text = not pd.api.types.is_numeric_dtype(frame[name].dtype)
+            if as_text:
+                self.text_labels.add(name)
+            for index, value in enumerate(values):
+                if not math.isfinite(value) and errors[index] is None:
+                    raw = frame[name].iloc[index]
+                    errors[index] = f"label {name!r} is {raw!r} (not a finite number)"
+                    if not as_text:  # worded as in a text column, should a later chunk make it one
+                        self.numeric_label_errors.append((start + index, errors[index],
+                                                          f"label {name!r} is {_as_python(raw)!r} (not a finite number)",
+                                                          name))
+            table[name] = values
+        table[ERROR_COLUMN] = errors
+        return pa.Table.from_pydict(table, schema=self.features.arrow_schema)
+
+
+def _as_python(value: Any) -> Any:
+    """A numpy scalar as the Python value a text (object) column holds in its place (``np.float64(nan)`` → nan)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _with_columns(frame: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with each of ``names`` it lacks added as missing values (a JSON Lines chunk without a key)."""
+    missing = [name for name in dict.fromkeys(names) if name not in frame.columns]
+    if not missing:
+        return frame
+    frame = frame.copy()
+    for name in missing:
+        frame[name] = np.nan
+    return frame
+
+
+def _file_fingerprint(path: Path) -> str:
+    """A ``datasets`` fingerprint from a file's bytes (BLAKE2b, read in blocks)."""
+    digest = hashlib.blake2b(b"cloud_hf.read_table/1", digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _derived(dataset: datasets.Dataset, step: str) -> str:
+    """The fingerprint of ``dataset`` after a deterministic ``step`` (named, not hashed from its arguments)."""
+    return hashlib.blake2b(f"{dataset._fingerprint}/{step}".encode(), digest_size=16).hexdigest()
+
+
+def _unique_id_column(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` with its ``id`` column made unique by :func:`unique_ids` (unchanged, and not read into Python,
+    where every row has an id and no id repeats: the usual case)."""
+    written = dataset.data.column(ID_COLUMN)
+    if written.null_count == 0 and pc.count_distinct(written).as_py() == len(written):
+        return dataset
+    ids = unique_ids(written.to_pylist())
+    dataset = dataset.remove_columns(ID_COLUMN, new_fingerprint=_derived(dataset, "remove id"))
+    return dataset.add_column(ID_COLUMN, ids, feature=datasets.Value("string"),
+                              new_fingerprint=_derived(dataset, "unique ids"))
 
 
 def read_tables(paths: Sequence[str | os.PathLike], **kwargs: Any) -> datasets.Dataset:
@@ -484,11 +650,18 @@ def add_feature_columns(dataset: datasets.Dataset, features: Sequence[str], *, n
 
 
 def split_bad_rows(dataset: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """``(good, bad)``: rows without and with an ``error``, each in input order."""
-    errors = dataset[ERROR_COLUMN]
-    good = [i for i, error in enumerate(errors) if error is None]
-    bad = [i for i, error in enumerate(errors) if error is not None]
-    return dataset.select(good), dataset.select(bad)
+    """``(good, bad)``: rows without and with an ``error``, each in input order (the ``error`` column is read in
+    Arrow batches, never as one Python list)."""
+    if len(dataset) == 0:
+        return dataset.select([]), dataset.select([])
+    missing = np.concatenate([batch.column(0).is_null().to_numpy(zero_copy_only=False)
+                              for batch in _arrow_batches(dataset, ERROR_COLUMN)])
+    return dataset.select(np.flatnonzero(missing)), dataset.select(np.flatnonzero(~missing))
+
+
+def _arrow_batches(dataset: datasets.Dataset, column: str) -> Iterator[pa.Table]:
+    """``dataset``'s ``column`` (its selected rows, in order) as Arrow tables of :data:`CHUNK_ROWS` rows."""
+    return dataset.select_columns([column]).with_format("arrow").iter(batch_size=CHUNK_ROWS)
 
 
 def error_reasons(bad: datasets.Dataset) -> Counter:
@@ -510,7 +683,29 @@ def write_bad_rows(bad: datasets.Dataset, path: str | os.PathLike) -> Path:
 
 
 def drop_duplicates(dataset: datasets.Dataset, column: str = SCOPE_COLUMN) -> datasets.Dataset:
-    """Keep the first row of every distinct value of ``column`` (e.g. one row per SCOPE string)."""
+    """Keep the first row of every distinct value of ``column`` (e.g. one row per SCOPE string).
+
+    A text column is compared by a 128-bit BLAKE2b digest of each value's UTF-8 bytes (None apart from every
+    string), computed from the Arrow buffers batch by batch; the first row of each digest is found with numpy. So
+    memory grows by 16 bytes a row (plus numpy's sort), never by the strings, and the kept rows are exactly those a
+    Python set of the values keeps (two different strings would need the same 128-bit digest to be merged). Any
+    other column is compared as Python values.
+    """
+    feature = dataset.features[column]
+    if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")):
+        return _drop_duplicate_values(dataset, column)
+    digests = np.empty(len(dataset), dtype="S16")
+    start = 0
+    for batch in _arrow_batches(dataset, column):
+        for array in batch.column(0).chunks:
+            digests[start:start + len(array)] = np.frombuffer(text_digests(array), dtype="S16")
+            start += len(array)
+    _, first = np.unique(digests, return_index=True)  # a stable sort: the index of each digest's first row
+    return dataset.select(np.sort(first))
+
+
+def _drop_duplicate_values(dataset: datasets.Dataset, column: str) -> datasets.Dataset:
+    """:func:`drop_duplicates` for a column that is not text: a set of the Python values."""
     seen: set[Any] = set()
     keep = []
     for index, value in enumerate(dataset[column]):
@@ -518,6 +713,29 @@ def drop_duplicates(dataset: datasets.Dataset, column: str = SCOPE_COLUMN) -> da
             seen.add(value)
             keep.append(index)
     return dataset.select(keep)
+
+
+_NULL_DIGEST = hashlib.blake2b(b"", digest_size=16, person=b"cloud_hf:null").digest()
+
+
+def text_digests(array: pa.Array) -> bytes:
+    """The 16-byte BLAKE2b digest of each value of an Arrow text array, concatenated (a null has its own digest,
+    equal to no string's), read from the array's buffers without making Python strings."""
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offset_type = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[array.offset:array.offset + len(array) + 1].tolist()
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    valid = array.is_valid().to_pylist() if array.null_count else None
+    out = bytearray()
+    for index in range(len(array)):
+        if valid is not None and not valid[index]:
+            out += _NULL_DIGEST
+        else:
+            out += hashlib.blake2b(data[offsets[index]:offsets[index + 1]], digest_size=16,
+                                   person=b"cloud_hf:text").digest()
+    return bytes(out)
 
 
 def random_split_indices(n_rows: int, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
