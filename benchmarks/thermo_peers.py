@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.base import RegressorMixin
@@ -83,9 +84,11 @@ def composition_rows(symbols: Sequence[str], fractions: np.ndarray, n_sites: int
     return gradient_boosting, strong
 
 
-def crystal_features(cif: str, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(GB features, strong features, failures)`` of one crystal: NaN where a part fails, each failure as
-    ``"name: part: reason"``."""
+def crystal_features(cif: str | None, name: str, cell_function: Callable[[Any], Sequence[float]] = cell_descriptors,
+                     structure: Any = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(GB features, strong features, failures)`` of one crystal (its ``cif``, or a read pymatgen ``structure``):
+    NaN where a part fails, each failure as ``"name: part: reason"``. ``cell_function`` gives the strong peer's four
+    cell values (e.g. :func:`cloud_hf.cell_descriptors.packing_descriptors`' first four for slabs and layers)."""
     from pymatgen.core import Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -97,7 +100,7 @@ def crystal_features(cif: str, name: str) -> tuple[np.ndarray, np.ndarray, list[
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            structure = Structure.from_str(cif, fmt="cif")
+            structure = structure if structure is not None else Structure.from_str(cif, fmt="cif")
     except Exception as error:  # any unreadable CIF is a counted failure, not a crash
         return gradient_boosting, strong, [f"{name}: cif: {type(error).__name__}: {error}"]
     parts: dict[str, Callable[[], None]] = {}
@@ -114,7 +117,8 @@ def crystal_features(cif: str, name: str) -> tuple[np.ndarray, np.ndarray, list[
         strong[-2:] = strong_part[-2:]
 
     def cell() -> None:
-        strong[cell_start: cell_start + len(CELL_DESCRIPTORS)] = cell_descriptors(load_cell(structure, name=name))
+        cell = cell_function(load_cell(structure, name=name))
+        strong[cell_start: cell_start + len(CELL_DESCRIPTORS)] = list(cell)[:len(CELL_DESCRIPTORS)]
 
     def symmetry() -> None:
         number = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_number()

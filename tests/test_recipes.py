@@ -295,3 +295,30 @@ def test_pretrain_and_finetune_under_accelerate_two_processes(canonical_tokenize
     # the test predictions gathered from both processes cover every test row once
     predictions = pd.read_csv(finetuned / "test_predictions.csv")
     assert len(predictions) == 40 and predictions["id"].is_unique
+
+
+def test_finetune_with_descriptors_fits_their_statistics_on_the_training_rows(canonical_tokenizer: str,
+                                                                               tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from pymatgen.core import Structure
+
+    from cloud_hf.mass_descriptors import mass_descriptors
+    from cloud_hf.structures import load_cell
+
+    output = tmp_path / "finetune_descriptors"
+    run_recipe("finetune", "finetune_shear_smoke.yaml",
+               ["--output_dir", str(output), "--model.tokenizer", canonical_tokenizer, "--max_rows", "48",
+                "--num_train_epochs", "1", "--model.config_overrides", TINY_MODEL, "--composition_features", "true",
+                "--structure_features", "mass_descriptors", *QUICK], monkeypatch)
+    model = CloudForRegression.from_pretrained(output / "model")
+    assert model.config.composition_features and model.config.structure_features == ["mass_descriptors"]
+    assert bool(model.descriptors.is_element.any())  # the composition tables were filled and saved
+    train = pd.read_csv(REPO_ROOT.parent / "shared/data/structures/aflow/shear_modulus/train.csv.gz", nrows=48)
+    column = next(name for name in ("structure", "cif") if name in train.columns)
+    values = np.array([mass_descriptors(load_cell(Structure.from_str(text, fmt="cif"))) for text in train[column]])
+    means, _ = model.config.feature_statistics("mass_descriptors")
+    np.testing.assert_allclose(means, values.mean(0), rtol=1e-9)
+    validation = json.loads((output / "validation_metrics.json").read_text())
+    assert math.isfinite(validation["mae"]) and validation["mae"] >= 0
+    predictions = pd.read_csv(output / "test_predictions.csv")
+    assert len(predictions) == 48 and predictions["shear_modulus_predicted"].notna().all()

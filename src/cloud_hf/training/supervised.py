@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ def train_and_evaluate(model: PreTrainedModel, tokenizer, training_args: CloudTr
     score the test set.
 
     Writes to ``output_dir``: Trainer checkpoints, ``model/`` (best model + tokenizer, safetensors),
+    ``validation_metrics.json`` (the kept model's validation scores: what settings are chosen on),
     ``test_predictions.csv``, ``test_metrics.json`` and, for regression, ``parity_test.png``.
     Returns None when there is no test set.
     """
@@ -51,6 +53,10 @@ def train_and_evaluate(model: PreTrainedModel, tokenizer, training_args: CloudTr
     trainer.train(resume_from_checkpoint=resume_checkpoint(training_args.resume_from_checkpoint))
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(output_dir / "model"))
+    validation = {key.removeprefix("eval_"): float(value) for key, value in trainer.evaluate().items()
+                  if isinstance(value, (int, float))}  # the kept model's: what settings are chosen on
+    if trainer.is_world_process_zero():
+        (output_dir / "validation_metrics.json").write_text(json.dumps(validation, indent=2))
     if test_rows is None:
         return None
     outcome = trainer.predict(model_inputs(test_rows, task), metric_key_prefix="test")
