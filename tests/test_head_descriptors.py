@@ -174,3 +174,26 @@ def test_init_supervised_model_fits_statistics_on_training_rows_and_fills_tables
     assert head_descriptors(SupervisedModelArguments(checkpoint=str(tmp_path))) == (True, ["mass_descriptors"])
     assert head_descriptors(SupervisedModelArguments(checkpoint=str(tmp_path), composition_features=False,
                                                      structure_features=[])) == (False, [])
+
+
+def test_element_property_embeddings_join_element_tokens_only(canonical_tokenizer, tmp_path):
+    model = regression(canonical_tokenizer, element_property_embeddings=True)
+    embeddings = model.cloud.embeddings
+    assert not embeddings.has_element_tables  # a fresh model's table is empty until filled
+    embeddings.set_element_tables(canonical_tokenizer)
+    expected = element_token_table(canonical_tokenizer.get_vocab(), model.config.vocab_size)[1]
+    torch.testing.assert_close(embeddings.element_properties, expected)
+    vocab = canonical_tokenizer.get_vocab()
+    ids = torch.tensor([[vocab["Na"], vocab["4a"], vocab["Cl"]]])
+    with torch.no_grad():
+        joined = embeddings.word_embeddings(ids) + embeddings.element_projection(expected[ids])
+        positions = embeddings.position_embeddings(torch.arange(3))[None]
+        torch.testing.assert_close(embeddings(ids), embeddings.LayerNorm(joined + positions))
+    # the Wyckoff token gets nothing added; elements that are neighbours in the table get closer added vectors
+    assert not expected[vocab["4a"]].any()
+    projected = embeddings.element_projection(expected[[vocab["Na"], vocab["K"], vocab["I"]]])
+    assert (projected[0] - projected[1]).norm() < (projected[0] - projected[2]).norm()
+    model.save_pretrained(tmp_path)
+    loaded = CloudForRegression.from_pretrained(tmp_path)
+    assert loaded.cloud.embeddings.has_element_tables
+    torch.testing.assert_close(loaded.cloud.embeddings.element_properties, expected)

@@ -64,6 +64,9 @@ class CloudConfig(PreTrainedConfig):
             descriptors pooled from the token ids ([`cloud_hf.composition`]), through a descriptor MLP added to
             the [CLS] state (with ``structure_features``, if any). The thermo heads' switch is
             ``thermo_composition_features``.
+        element_property_embeddings (`bool`): element tokens' embeddings are joined by a learned linear map of their
+            element properties (pymatgen: ln mass, electronegativity, radius, row, group), so rare elements start
+            near similar ones.
         structure_features (`list[str]`, *optional*): registered structure features ([`cloud_hf.features`]) the
             head also reads, in order; the checkpoint's processor computes them. Resolved with the thermo head's
             ``thermo_cell_features`` by [`structure_feature_names`].
@@ -129,6 +132,7 @@ class CloudConfig(PreTrainedConfig):
     regression_loss: Literal["l1", "mse"] = "l1"
     debye_theta_scale: float | int = 300.0
     composition_features: bool = False
+    element_property_embeddings: bool = False
     thermo_head: str = "dos"
     thermo_members: int = 1
     thermo_frequencies: list[float | int] | tuple[float | int, ...] = DEFAULT_FREQUENCIES

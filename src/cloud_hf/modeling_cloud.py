@@ -112,11 +112,21 @@ class TokenUnpadding:
 
 
 class CloudEmbeddings(nn.Module):
-    """Word + learned absolute position embeddings, then LayerNorm and dropout (BERT without token types)."""
+    """Word + learned absolute position embeddings, then LayerNorm and dropout (BERT without token types).
+
+    With ``config.element_property_embeddings`` an element token's embedding is joined by a learned linear map of
+    its element properties (:data:`cloud_hf.composition.ELEMENT_PROPERTIES`, standardised; a buffer over the token
+    ids, filled by :meth:`set_element_tables` and saved with the weights), so a rare element starts near the
+    elements it resembles instead of at a random vector.
+    """
 
     def __init__(self, config: CloudConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.element_projection = None
+        if config.element_property_embeddings:
+            self.register_buffer("element_properties", torch.zeros(config.vocab_size, len(ELEMENT_PROPERTIES)))
+            self.element_projection = nn.Linear(len(ELEMENT_PROPERTIES), config.hidden_size, bias=False)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -132,6 +142,9 @@ class CloudEmbeddings(nn.Module):
     ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
+            if self.element_projection is not None:
+                inputs_embeds = inputs_embeds + self.element_projection(self.element_properties[input_ids]).to(
+                    inputs_embeds.dtype)
         sequence_length = inputs_embeds.shape[1]
         if sequence_length > self.position_embeddings.num_embeddings:
             raise ValueError(
@@ -143,6 +156,20 @@ class CloudEmbeddings(nn.Module):
             position_ids = self.position_ids[:, :sequence_length]
         embeddings = inputs_embeds + self.position_embeddings(position_ids)
         return self.dropout(self.LayerNorm(embeddings))
+
+    @torch.no_grad()
+    def set_element_tables(self, tokenizer: Any) -> None:
+        """Fill the element-property table from ``tokenizer``'s vocabulary (pymatgen element data; 0 on tokens that
+        are not elements); a no-op without ``element_property_embeddings``."""
+        if self.element_projection is None:
+            return
+        properties = element_token_table(tokenizer.get_vocab(), self.element_properties.shape[0])[1]
+        self.element_properties.copy_(properties.to(self.element_properties))
+
+    @property
+    def has_element_tables(self) -> bool:
+        """Whether the element-property table is filled (a fresh model's is zeros)."""
+        return self.element_projection is None or bool(self.element_properties.any())
 
 
 def eager_attention_forward(
@@ -411,6 +438,8 @@ class CloudPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, CloudEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            if module.element_projection is not None:  # empty until set_element_tables or a checkpoint fills it
+                init.zeros_(module.element_properties)
         if isinstance(module, CloudDescriptorEncoder):  # empty until set_composition_tables or a checkpoint fills it
             for buffer in (module.is_element, module.element_properties, module.atom_counts):
                 init.zeros_(buffer)

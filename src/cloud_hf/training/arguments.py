@@ -136,6 +136,9 @@ class SupervisedModelArguments(ModelArguments):
     composition_features: bool | None = option(
         None, "The head also reads composition descriptors pooled from the SCOPE tokens (cloud_hf.composition); "
               "None: as the checkpoint (off for a new model).")
+    element_property_embeddings: bool | None = option(
+        None, "Element tokens' embeddings are joined by a learned map of their element properties (pymatgen); None: "
+              "as the checkpoint (off for a new model).")
     structure_features: list[str] | None = option(
         None, "Registered structure features the head also reads (cloud_hf.features, e.g. cell_descriptors, "
               "mass_descriptors), standardised on the training rows; None: as the checkpoint (none for a new model).")

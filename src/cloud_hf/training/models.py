@@ -100,6 +100,8 @@ def init_supervised_model(model_args: ModelArguments, tokenizer: Any, task: Task
 
     composition, features = head_descriptors(model_args)
     descriptors = {"composition_features": composition, "structure_features": features or None}
+    if getattr(model_args, "element_property_embeddings", None) is not None:
+        descriptors["element_property_embeddings"] = model_args.element_property_embeddings
     if task.problem == "classification":
         model = load_or_init_model(CloudForClassification, model_args, tokenizer, seed, num_labels=num_classes,
                                    **descriptors)
@@ -109,6 +111,8 @@ def init_supervised_model(model_args: ModelArguments, tokenizer: Any, task: Task
         model = load_or_init_model(CloudForRegression, model_args, tokenizer, seed,
                                    target_names=list(task.label_columns), target_mean=mean, target_std=std,
                                    target_units=units, **descriptors)
+    if not model.cloud.embeddings.has_element_tables:
+        model.cloud.embeddings.set_element_tables(tokenizer)
     if model.descriptors is not None:
         if composition and not bool(model.descriptors.is_element.any()):
             model.descriptors.set_composition_tables(tokenizer)
