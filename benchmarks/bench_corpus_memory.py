@@ -138,14 +138,11 @@ def old_read_table(path: Path, text_column: str, output_column: str) -> Any:
 
 
 def old_drop_duplicates(dataset: Any, column: str) -> Any:
-    """``drop_duplicates`` as it was: a Python set of every value."""
-    seen: set[Any] = set()
-    keep = []
-    for index, value in enumerate(dataset[column]):
-        if value not in seen:
-            seen.add(value)
-            keep.append(index)
-    return dataset.select(keep)
+    """``drop_duplicates`` as it was: a Python set of every value (the code ``cloud_hf.data`` keeps for columns that
+    are not text)."""
+    from cloud_hf.data import _drop_duplicate_values
+
+    return _drop_duplicate_values(dataset, column)
 
 
 def old_split_bad_rows(dataset: Any) -> tuple[Any, Any]:
