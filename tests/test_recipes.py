@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from cloud_hf.configuration_cloud import CloudConfig
+from cloud_hf.errors import CloudConfigError
 from cloud_hf.modeling_cloud import CloudForMaskedLM, CloudForRegression
 from cloud_hf.modeling_cloud_debye import CloudDebyeModel
 from cloud_hf.scope import ScopeEncoder, canonical_vocabulary
@@ -41,6 +42,7 @@ def load_recipe(name: str) -> ModuleType:
     """Import ``recipes/NAME.py`` as a module (the recipes are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO_ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered first, as import does: a dataclass in it looks its module up
     spec.loader.exec_module(module)
     return module
 
@@ -322,3 +324,26 @@ def test_finetune_with_descriptors_fits_their_statistics_on_the_training_rows(ca
     assert math.isfinite(validation["mae"]) and validation["mae"] >= 0
     predictions = pd.read_csv(output / "test_predictions.csv")
     assert len(predictions) == 48 and predictions["shear_modulus_predicted"].notna().all()
+
+
+def test_scaling_power_law_fit_recovers_known_exponents_and_the_smoke_grid_runs(
+        canonical_tokenizer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "recipes"))  # scaling.py reads its corpus with pretrain_mlm's reader
+    scaling = load_recipe("scaling")
+    x = np.array([1e4, 1e5, 1e6, 1e7])
+    fit = scaling.power_law(x, 3.0 * x ** -0.076)
+    assert fit["alpha"] == pytest.approx(0.076) and fit["a"] == pytest.approx(3.0) and fit["r2"] == pytest.approx(1.0)
+    assert scaling.parse_size("128x4") == {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+                                           "intermediate_size": 512}
+    with pytest.raises(CloudConfigError, match="not HIDDENxLAYERS"):
+        scaling.parse_size("big")
+    output = tmp_path / "scaling"
+    run_recipe("scaling", "scaling_smoke.yaml", ["--output_dir", str(output), "--model.tokenizer", canonical_tokenizer,
+                                                 "--max_rows", "120", "--max_steps", "2"], monkeypatch)
+    result = json.loads((output / "scaling.json").read_text())
+    assert len(result["runs"]) == 12 and set(result["fits"]) == {"parameters", "n_train"}
+    sizes = {run["size"]: run["parameters"] for run in result["runs"]}
+    assert sizes["32x1"] < sizes["32x2"] < sizes["64x2"]  # non-embedding parameters grow with the grid
+    fractions = sorted({run["n_train"] for run in result["runs"]})
+    assert len(fractions) == 3 and fractions[-1] == result["runs"][-1]["n_train"]
+    assert (output / "scaling.png").stat().st_size > 10_000
