@@ -21,6 +21,7 @@ import glob
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -35,6 +36,7 @@ from cloud_hf.errors import CloudDataError
 from cloud_hf.modeling_cloud import CloudForMaskedLM
 from cloud_hf.training import (
     CloudTrainingArguments,
+    PreparedSplit,
     ReproducibleMLMCollator,
     build_trainer,
     carve_validation,
@@ -89,18 +91,27 @@ def read_corpus(data_args: CorpusDataArguments, tokenizer) -> datasets.Dataset:
     return datasets.concatenate_datasets([distinct, bad])
 
 
+def corpus_splits(data_args: CorpusDataArguments, model_args: PretrainModelArguments,
+                  training_args: CloudTrainingArguments, tokenizer: Any, state: Any,
+                  ) -> tuple[PreparedSplit, datasets.Dataset, datasets.Dataset]:
+    """The corpus read, encoded and tokenized once (the main process first; bad rows written to ``output_dir``),
+    and its ``(train, validation)`` token columns: validation carved from the distinct strings."""
+    with state.main_process_first():
+        corpus = read_corpus(data_args, tokenizer)
+        prepared = prepare_table(corpus, "corpus", tokenizer, max_positions(model_args), training_args.output_dir,
+                                 data_args)
+    train, validation = carve_validation(prepared.rows, data_args.validation_fraction, training_args.seed)
+    columns = ["input_ids", "attention_mask"]
+    return prepared, train.select_columns(columns), validation.select_columns(columns)
+
+
 def run(data_args: CorpusDataArguments, model_args: PretrainModelArguments,
         training_args: CloudTrainingArguments) -> None:
     """Pre-train with these options."""
     state = start_run(training_args)
     tokenizer = recipe_tokenizer(model_args)
     output_dir = Path(training_args.output_dir)
-    with state.main_process_first():
-        corpus = read_corpus(data_args, tokenizer)
-        prepared = prepare_table(corpus, "corpus", tokenizer, max_positions(model_args), output_dir, data_args)
-    train, validation = carve_validation(prepared.rows, data_args.validation_fraction, training_args.seed)
-    train = train.select_columns(["input_ids", "attention_mask"])
-    validation = validation.select_columns(["input_ids", "attention_mask"])
+    prepared, train, validation = corpus_splits(data_args, model_args, training_args, tokenizer, state)
     model = load_or_init_model(CloudForMaskedLM, model_args, tokenizer, training_args.seed)
     logger.info("model: %.2fM parameters; %d train / %d validation strings", model.num_parameters() / 1e6,
                 len(train), len(validation))

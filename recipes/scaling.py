@@ -32,17 +32,14 @@ from cloud_hf.training import (
     CloudTrainingArguments,
     ReproducibleMLMCollator,
     build_trainer,
-    carve_validation,
     load_or_init_model,
-    max_positions,
-    prepare_table,
     recipe_main,
     recipe_tokenizer,
     start_run,
     write_json,
 )
 from cloud_hf.training.arguments import CorpusDataArguments, PretrainModelArguments, option
-from pretrain_mlm import read_corpus
+from pretrain_mlm import corpus_splits
 
 logger = logging.getLogger("cloud_hf.recipes")
 PROGRAM = "python recipes/scaling.py"
@@ -127,13 +124,8 @@ def run(data_args: CorpusDataArguments, model_args: ScalingArguments, training_a
     state = start_run(training_args)
     tokenizer = recipe_tokenizer(model_args)
     output_dir = Path(training_args.output_dir)
-    with state.main_process_first():
-        corpus = read_corpus(data_args, tokenizer)
-        prepared = prepare_table(corpus, "corpus", tokenizer, max_positions(model_args), output_dir, data_args)
-    train, validation = carve_validation(prepared.rows, data_args.validation_fraction, training_args.seed)
-    columns = ["input_ids", "attention_mask"]
-    train = train.shuffle(seed=training_args.seed).select_columns(columns)
-    validation = validation.select_columns(columns)
+    _, train, validation = corpus_splits(data_args, model_args, training_args, tokenizer, state)
+    train = train.shuffle(seed=training_args.seed)
     runs: list[dict[str, Any]] = []
     base = dict(model_args.config_overrides or {})
     for size in model_args.sizes:
