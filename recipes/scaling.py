@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,8 @@ from cloud_hf.training import (
     write_json,
 )
 from cloud_hf.training.arguments import CorpusDataArguments, PretrainModelArguments, option
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes are scripts: pretrain_mlm.py sits beside this one
 from pretrain_mlm import corpus_splits
 
 logger = logging.getLogger("cloud_hf.recipes")

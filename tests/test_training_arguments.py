@@ -32,7 +32,7 @@ from cloud_hf.training.arguments import FinetuneDataArguments
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "recipes" / "configs"
 PACKAGE = REPO_ROOT / "src" / "cloud_hf" / "training"
-RECIPES = ("pretrain_mlm", "finetune", "matbench", "debye_cv", "debye_theta", "thermo")
+RECIPES = ("pretrain_mlm", "finetune", "matbench", "debye_cv", "debye_theta", "thermo", "scaling")
 #: package modules that read a thin recipe's options for it (its run() only passes them on)
 RECIPE_MODULES = {"thermo": ("thermo.py",)}
 FINETUNE = (FinetuneDataArguments, ModelArguments, SupervisedTrainingArguments)
@@ -43,6 +43,7 @@ OPTION_VARIABLES = {"data_args": 0, "model_args": 1, "training_args": 2}
 def load_recipe(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO_ROOT / "recipes" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered first, as import does: a dataclass in it looks its module up
     spec.loader.exec_module(module)
     return module
 

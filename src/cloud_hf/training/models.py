@@ -100,8 +100,9 @@ def init_supervised_model(model_args: ModelArguments, tokenizer: Any, task: Task
 
     composition, features = head_descriptors(model_args)
     descriptors = {"composition_features": composition, "structure_features": features or None}
-    if getattr(model_args, "element_property_embeddings", None) is not None:
-        descriptors["element_property_embeddings"] = model_args.element_property_embeddings
+    element_embeddings = getattr(model_args, "element_property_embeddings", None)  # SupervisedModelArguments'
+    if element_embeddings is not None:
+        descriptors["element_property_embeddings"] = element_embeddings
     if task.problem == "classification":
         model = load_or_init_model(CloudForClassification, model_args, tokenizer, seed, num_labels=num_classes,
                                    **descriptors)
