@@ -32,7 +32,8 @@ from cloud_hf.training.arguments import FinetuneDataArguments
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "recipes" / "configs"
 PACKAGE = REPO_ROOT / "src" / "cloud_hf" / "training"
-RECIPES = ("pretrain_mlm", "finetune", "matbench", "debye_cv", "debye_theta", "thermo", "scaling")
+RECIPES = ("pretrain_mlm", "pretrain_multitask", "finetune", "matbench", "debye_cv", "debye_theta", "thermo",
+           "scaling")
 #: package modules that read a thin recipe's options for it (its run() only passes them on)
 RECIPE_MODULES = {"thermo": ("thermo.py",)}
 FINETUNE = (FinetuneDataArguments, ModelArguments, SupervisedTrainingArguments)
@@ -87,6 +88,8 @@ def test_null_on_the_command_line_clears_an_optional_option(tmp_path: Path) -> N
 
 
 HELP_FLAGS = {
+    "pretrain_multitask": ("--tasks", "--exclude", "--balance_exponent", "--multitask_loss_weight", "--mlm_probability",
+                           "--element_property_embeddings", "--resume_from_checkpoint"),
     "matbench": ("--max_folds", "--data_file", "--task", "--checkpoint", "--config_overrides", "--optim",
                  "--layer_lr_decay", "--early_stopping_patience", "--learning_rate"),
     "thermo": ("--labels", "--label_temperatures", "--phonon_file", "--max_train_rows", "--head", "--members",
@@ -108,7 +111,8 @@ def test_help_of_the_script_lists_the_options_and_exits_0(recipe: str) -> None:
 def test_every_shipped_config_parses(tmp_path: Path) -> None:
     gpu_only = []
     for config in sorted(CONFIGS.glob("*.yaml")):
-        recipe = next(name for name in RECIPES if config.name.startswith(name.split("_")[0]))
+        recipe = next((name for name in RECIPES if config.name.startswith(name)),  # e.g. pretrain_multitask_small
+                      next(name for name in RECIPES if config.name.startswith(name.split("_")[0])))  # pretrain_small
         try:
             parse_recipe_arguments(load_recipe(recipe).ARGUMENTS, [str(config)])
         except CloudConfigError as error:  # the paper-size configs ask for bf16 on a GPU

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cloud_hf.modeling_cloud import (
         CloudForClassification,
         CloudForMaskedLM,
+        CloudForMultiTaskPretraining,
         CloudForRegression,
         CloudModel,
         CloudPredictionHead,
@@ -58,6 +59,7 @@ _LAZY_ATTRIBUTES = {
     "ScopeError": "cloud_hf.errors",
     "CloudForClassification": "cloud_hf.modeling_cloud",
     "CloudForMaskedLM": "cloud_hf.modeling_cloud",
+    "CloudForMultiTaskPretraining": "cloud_hf.modeling_cloud",
     "CloudForRegression": "cloud_hf.modeling_cloud",
     "CloudModel": "cloud_hf.modeling_cloud",
     "CloudPredictionHead": "cloud_hf.modeling_cloud",
@@ -95,6 +97,7 @@ __all__ = [
     "CloudError",
     "CloudForClassification",
     "CloudForMaskedLM",
+    "CloudForMultiTaskPretraining",
     "CloudForRegression",
     "CloudModel",
     "CloudPreTrainedModel",

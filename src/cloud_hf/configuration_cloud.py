@@ -57,6 +57,8 @@ class CloudConfig(PreTrainedConfig):
             Defaults to 1 per target.
         target_units (`list[str]`, *optional*): unit of each target, e.g. ``["eV"]``; informational.
         regression_loss (`"l1"` or `"mse"`): loss on standardized targets (the reference uses L1).
+        multitask_loss_weight (`float`): weight of the property loss beside the masked-LM loss in
+            [`CloudForMultiTaskPretraining`] (1: the two count alike).
         debye_theta_scale (`float`): typical Debye temperature θ_D of the training data, in K, used by
             `CloudDebyeModel`: a fresh head predicts it, and it scales the θ_D loss (default 300 K, about the
             median AFLOW AGL Debye temperature).
@@ -130,6 +132,7 @@ class CloudConfig(PreTrainedConfig):
     target_std: list[float | int] | None = None
     target_units: list[str] | None = None
     regression_loss: Literal["l1", "mse"] = "l1"
+    multitask_loss_weight: float | int = 1.0
     debye_theta_scale: float | int = 300.0
     composition_features: bool = False
     element_property_embeddings: bool = False

@@ -649,6 +649,11 @@ class CloudForRegression(CloudPreTrainedModel):
     def __init__(self, config: CloudConfig):
         super().__init__(config)
         self.cloud = CloudModel(config)
+        self.build_heads(config)
+        self.post_init()
+
+    def build_heads(self, config: CloudConfig) -> None:
+        """The modules on top of the encoder (a subclass adds its own after these, before ``post_init``)."""
         num_targets = config.num_targets
         self.head = CloudPredictionHead(config, num_targets)
         self.descriptors = descriptor_encoder(config)
@@ -656,7 +661,6 @@ class CloudForRegression(CloudPreTrainedModel):
         std = config.target_std if config.target_std is not None else [1.0] * num_targets
         self.register_buffer("target_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
         self.register_buffer("target_std", torch.tensor(std, dtype=torch.float32), persistent=False)
-        self.post_init()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -714,6 +718,115 @@ class CloudForRegression(CloudPreTrainedModel):
         else:
             elementwise = F.mse_loss(logits, standardized.nan_to_num(), reduction="none")
         return (elementwise * present).sum() / present.sum().clamp(min=1)
+
+
+@dataclass
+class CloudMultiTaskOutput(ModelOutput):
+    """
+    Output of [`CloudForMultiTaskPretraining`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): ``mlm_loss + config.multitask_loss_weight *
+            property_loss`` (the terms that have labels).
+        mlm_loss (`torch.FloatTensor` of shape `()`, *optional*): masked-LM cross-entropy over the masked tokens.
+        property_loss (`torch.FloatTensor` of shape `()`, *optional*): L1 or MSE on standardized properties, averaged
+            over the labels that are not NaN (a crystal trains on the properties it has).
+        predictions (`torch.FloatTensor` of shape `(batch_size, num_targets)`): each property in its units
+            (``config.target_units``).
+        logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`): masked-LM scores.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): embeddings output and every layer's output.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): attention probabilities of every layer.
+    """
+
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    property_loss: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class CloudForMultiTaskPretraining(CloudForRegression):
+    """CLOUD encoder pre-trained on two objectives at once: the masked-LM head of [`CloudForMaskedLM`] and one
+    regression output per labelled property (``config.target_names``, standardized by ``target_mean`` /
+    ``target_std`` as in [`CloudForRegression`], whose head and loss it reuses).
+
+    A crystal carries the labels it has and NaN for the others; each property's loss counts only its labels, and a
+    batch with no property label trains the masked-LM loss alone. The encoder (``cloud.*``) and masked-LM head
+    (``lm_head.*``) have the names of [`CloudForMaskedLM`], so the encoder loads into any CLOUD head with
+    ``from_pretrained`` (``recipes/pretrain_multitask.py`` saves it as a ``CloudForMaskedLM`` backbone).
+    """
+
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.decoder.weight": "cloud.embeddings.word_embeddings.weight"}
+
+    def build_heads(self, config: CloudConfig) -> None:
+        super().build_heads(config)
+        self.lm_head = CloudLMHead(config)
+
+    def backbone(self) -> CloudForMaskedLM:
+        """The encoder and masked-LM head as a [`CloudForMaskedLM`] (a copy): the checkpoint other heads start from.
+
+        Its config drops the property head's settings (targets, descriptors), which belong to this pre-training.
+        """
+        settings = self.config.to_dict()
+        for name in ("target_names", "target_mean", "target_std", "target_units", "structure_features",
+                     "structure_feature_statistics", "architectures"):
+            settings.pop(name, None)
+        settings["composition_features"] = False
+        masked = CloudForMaskedLM(CloudConfig.from_dict(settings))
+        kept = {key: value for key, value in self.state_dict().items() if key.startswith(("cloud.", "lm_head."))}
+        masked.load_state_dict(kept, strict=True)
+        return masked
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        property_labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> CloudMultiTaskOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): target token ids of the
+            masked positions; -100 elsewhere.
+        property_labels (`torch.FloatTensor` of shape `(batch_size, num_targets)`, *optional*): properties in their
+            units (``config.target_units``); NaN where a crystal has no label.
+        """
+        feature_inputs = pop_feature_inputs(self.descriptors, kwargs)
+        outputs = self.run_encoder(input_ids, attention_mask, position_ids, inputs_embeds, **kwargs)
+        token_logits = self.lm_head(outputs.last_hidden_state)
+        property_logits = self.head(crystal_summary(self.descriptors, outputs, input_ids, attention_mask,
+                                                    feature_inputs))
+        predictions = property_logits * self.target_std.to(property_logits.dtype) + self.target_mean.to(
+            property_logits.dtype)
+        mlm_loss = property_loss = loss = None
+        if labels is not None:
+            mlm_loss = F.cross_entropy(token_logits.view(-1, token_logits.shape[-1]),
+                                       labels.view(-1).to(token_logits.device))
+            loss = mlm_loss
+        if property_labels is not None:
+            property_loss = self.regression_loss(property_logits, property_labels)
+            weighted = self.config.multitask_loss_weight * property_loss
+            loss = weighted if loss is None else loss + weighted
+        return CloudMultiTaskOutput(
+            loss=loss,
+            mlm_loss=mlm_loss,
+            property_loss=property_loss,
+            predictions=predictions,
+            logits=token_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
 
 
 class CloudForClassification(CloudPreTrainedModel):
@@ -779,8 +892,10 @@ __all__ = [
     "CloudDescriptorEncoder",
     "CloudForClassification",
     "CloudForMaskedLM",
+    "CloudForMultiTaskPretraining",
     "CloudForRegression",
     "CloudModel",
+    "CloudMultiTaskOutput",
     "CloudPreTrainedModel",
     "CloudPredictionHead",
     "CloudRegressionOutput",

@@ -52,6 +52,7 @@ from cloud_hf.training.reporting import write_json, write_test_results
 from cloud_hf.training.supervised import EvaluationResult, plot_debye_curves, train_and_evaluate
 from cloud_hf.training.trainer import (
     CloudTrainer,
+    EpochWeightedSampler,
     ReproducibleMLMCollator,
     build_trainer,
     layer_depth,
@@ -63,6 +64,7 @@ __all__ = [
     "CloudTrainer",
     "CloudTrainingArguments",
     "DataArguments",
+    "EpochWeightedSampler",
     "EvaluationResult",
     "ModelArguments",
     "PreparedSplit",

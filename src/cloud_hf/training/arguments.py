@@ -157,6 +157,39 @@ class PretrainModelArguments(ModelArguments):
 
 
 @dataclass
+class MultiTaskDataArguments(CorpusDataArguments):
+    """Data options of multi-task pre-training: the masked-LM corpus (``train``) and the labelled property tasks."""
+
+    tasks: dict | str | None = option(
+        None, "Property tasks, a YAML mapping {name: {sources: {table path: column}, units: str, log10: bool}}; every "
+              "table is also masked-LM corpus.")
+    exclude: list[str] = option([], "Tables (paths or glob patterns) whose crystals are removed from every task and "
+                                    "from the corpus: each task's own test split, benchmark crystals.")
+    balance_exponent: float = option(0.5, "Task-balanced sampling: a task with n labels is drawn (n_max / n) ** "
+                                          "exponent times as often as its size gives (0: plain shuffling; 1: equal).")
+    required_options: ClassVar[tuple[str, ...]] = ("tasks",)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = yaml.safe_load(self.tasks)
+        if isinstance(self.exclude, str):
+            self.exclude = [self.exclude]
+        super().__post_init__()
+        if self.balance_exponent < 0:
+            raise CloudConfigError(f"balance_exponent must be >= 0, got {self.balance_exponent}")
+
+
+@dataclass
+class MultiTaskModelArguments(PretrainModelArguments):
+    """Model options of multi-task pre-training."""
+
+    multitask_loss_weight: float = option(1.0, "Weight of the property loss beside the masked-LM loss.")
+    element_property_embeddings: bool | None = option(
+        None, "Element tokens' embeddings are joined by a learned map of their element properties (pymatgen); None: "
+              "as the checkpoint (off for a new model).")
+
+
+@dataclass
 class FinetuneDataArguments(SplitDataArguments):
     """Data options of fine-tuning on table columns."""
 
@@ -243,6 +276,8 @@ __all__ = [
     "FinetuneDataArguments",
     "MatbenchDataArguments",
     "ModelArguments",
+    "MultiTaskDataArguments",
+    "MultiTaskModelArguments",
     "PretrainModelArguments",
     "SplitDataArguments",
     "SupervisedTrainingArguments",

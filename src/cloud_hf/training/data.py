@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,8 +121,9 @@ def model_inputs(split: datasets.Dataset, task: TaskSpec) -> datasets.Dataset:
             values = [batch[name] for name in task.label_columns]
             if task.problem == "classification":
                 columns[task.label_name] = [int(v) for v in values[0]]
-            else:
-                columns[task.label_name] = values[0] if len(values) == 1 else [list(row) for row in zip(*values)]
+            else:  # a missing label (Arrow null, e.g. NaN from pandas) stays NaN, so batches become float tensors
+                rows = [[math.nan if v is None else float(v) for v in row] for row in zip(*values)]
+                columns[task.label_name] = [row[0] for row in rows] if len(values) == 1 else rows
         for argument, column in task.input_columns.items():
             columns[argument] = [float(v) for v in batch[column]]
         for argument, value in task.constant_inputs.items():

@@ -57,9 +57,24 @@ def metrics_function(task: TaskSpec) -> Callable[[EvalPrediction], dict[str, flo
     def compute_metrics(evaluation: EvalPrediction) -> dict[str, float]:
         if task.problem == "classification":
             return classification_metrics(evaluation.predictions, evaluation.label_ids)
-        return regression_metrics(evaluation.predictions, evaluation.label_ids)
+        metrics = regression_metrics(evaluation.predictions, evaluation.label_ids)
+        if len(task.label_columns) > 1:  # targets in different units: each one's own MAE too
+            metrics.update(per_target_mae(evaluation.predictions, evaluation.label_ids, task.label_columns))
+        return metrics
 
     return compute_metrics
 
 
-__all__ = ["classification_metrics", "metrics_function", "regression_metrics"]
+def per_target_mae(predictions: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, float]:
+    """``mae_NAME`` of each target over its known labels (a target without any is left out)."""
+    labels = np.asarray(labels, dtype=float).reshape(len(labels), len(names))
+    predictions = np.asarray(predictions, dtype=float).reshape(labels.shape)
+    scores = {}
+    for column, name in enumerate(names):
+        known = np.isfinite(labels[:, column])
+        if known.any():
+            scores[f"mae_{name}"] = float(np.abs(predictions[known, column] - labels[known, column]).mean())
+    return scores
+
+
+__all__ = ["classification_metrics", "metrics_function", "per_target_mae", "regression_metrics"]

@@ -71,6 +71,21 @@ def layerwise_parameter_groups(model: PreTrainedModel, learning_rate: float, dec
     return [groups[key] for key in sorted(groups)]
 
 
+class EpochWeightedSampler(torch.utils.data.WeightedRandomSampler):
+    """``WeightedRandomSampler`` whose draws depend only on ``seed`` and the epoch (``set_epoch``, which ``Trainer``
+    calls through ``accelerate`` each epoch): a run resumed in epoch k draws epoch k's rows as the uninterrupted
+    run did, so its skipped batches and the ones after are the same."""
+
+    def __init__(self, weights: torch.Tensor, num_samples: int, seed: int) -> None:
+        super().__init__(weights, num_samples=num_samples, replacement=True)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the rows of ``epoch`` next."""
+        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(epoch))
+
+
 class CloudTrainer(Trainer):
     """``Trainer`` that scores one named model output and optionally decays learning rates layer by layer.
 
@@ -79,9 +94,23 @@ class CloudTrainer(Trainer):
     ``args.optim`` names (built by ``Trainer.get_optimizer_cls_and_kwargs``), over layer-wise groups.
     """
 
-    def __init__(self, *args: Any, prediction_key: str = "predictions", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, prediction_key: str = "predictions", sample_weights: Any | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prediction_key = prediction_key
+        self.sample_weights = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.double)
+
+    def _get_train_sampler(self, train_dataset: Any | None = None) -> torch.utils.data.Sampler | None:
+        """With ``sample_weights`` (one per training row), draw ``len(train_dataset)`` rows an epoch with replacement
+        in proportion to them (``WeightedRandomSampler``, seeded by ``args.seed``: every process draws the same
+        order, which ``accelerate`` then shards); otherwise ``Trainer``'s sampler."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.sample_weights is None or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        if len(self.sample_weights) != len(dataset):
+            raise CloudConfigError(f"{len(self.sample_weights)} sample weights for {len(dataset)} training rows")
+        return EpochWeightedSampler(self.sample_weights, num_samples=len(dataset), seed=int(self.args.seed))
+
 
     def _set_signature_columns_if_needed(self) -> None:
         """The forward's arguments, as ``Trainer`` finds them, plus the structure-feature inputs the model's config
@@ -163,10 +192,11 @@ class ReproducibleMLMCollator(DataCollatorForLanguageModeling):
 
 def build_trainer(model: PreTrainedModel, tokenizer: Any, training_args: CloudTrainingArguments,
                   train_rows: datasets.Dataset, eval_rows: datasets.Dataset | None, task: TaskSpec | None, *,
-                  data_collator: Any | None = None) -> CloudTrainer:
+                  data_collator: Any | None = None, sample_weights: Any | None = None) -> CloudTrainer:
     """A :class:`CloudTrainer` wired for ``task`` (metrics, label name) with early stopping on the eval loss.
 
-    ``task`` None (pre-training) scores nothing but the loss. Any recipe builds its Trainer here.
+    ``task`` None (pre-training) scores nothing but the loss. ``sample_weights`` (one per training row) draw the
+    training rows in proportion to them. Any recipe builds its Trainer here.
     """
     callbacks = []
     if training_args.early_stopping_patience and eval_rows is not None:
@@ -183,11 +213,13 @@ def build_trainer(model: PreTrainedModel, tokenizer: Any, training_args: CloudTr
         compute_metrics=metrics_function(task) if task is not None else None,
         callbacks=callbacks,
         prediction_key=task.prediction_key if task is not None else "logits",
+        sample_weights=sample_weights,
     )
 
 
 __all__ = [
     "CloudTrainer",
+    "EpochWeightedSampler",
     "ReproducibleMLMCollator",
     "build_trainer",
     "layer_depth",
