@@ -19,6 +19,7 @@ from cloud_hf import (
     CloudDebyeModel,
     CloudForClassification,
     CloudForMaskedLM,
+    CloudForMultiTaskPretraining,
     CloudForRegression,
     CloudModel,
 )
@@ -67,7 +68,8 @@ class CloudModelTester:
         return self.get_config(), {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
-HEAD_CLASSES = (CloudForMaskedLM, CloudForRegression, CloudForClassification, CloudDebyeModel)
+HEAD_CLASSES = (CloudForMaskedLM, CloudForRegression, CloudForClassification, CloudDebyeModel,
+                CloudForMultiTaskPretraining)
 
 LEFT_PADDING_REFUSED = (
     "left padding is refused on purpose: CLOUD reads the crystal from [CLS] at position 0, and a mask that is 0 "
@@ -102,6 +104,11 @@ class CloudModelTest(modeling_common.ModelTesterMixin, unittest.TestCase):
             inputs_dict["labels"] = torch.randint(0, 2, (batch_size,), generator=generator)
         elif model_class is CloudDebyeModel:
             inputs_dict["theta_labels"] = 300.0 + 100.0 * torch.rand(batch_size, generator=generator)
+        elif model_class is CloudForMultiTaskPretraining:  # masked-LM labels and one property, one of them missing
+            inputs_dict["labels"] = inputs_dict["input_ids"].masked_fill(inputs_dict["attention_mask"] == 0, -100)
+            properties = torch.randn(batch_size, generator=generator)
+            properties[0] = float("nan")
+            inputs_dict["property_labels"] = properties
         return inputs_dict
 
     @contextlib.contextmanager
