@@ -597,7 +597,25 @@ class CloudPredictionHead(nn.Module):
         return self.out_proj(hidden)
 
 
-class CloudForMaskedLM(CloudPreTrainedModel):
+class CloudMaskedLMHeadMixin:
+    """The output embeddings of a model with ``self.lm_head`` ([`CloudLMHead`]), whose decoder is tied to the word
+    embeddings, and its masked-LM loss."""
+
+    lm_head: CloudLMHead
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head.decoder = new_embeddings
+
+    @staticmethod
+    def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the token scores ``logits`` against ``labels`` (-100: not masked, ignored)."""
+        return F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).to(logits.device))
+
+
+class CloudForMaskedLM(CloudMaskedLMHeadMixin, CloudPreTrainedModel):
     """CLOUD encoder with the masked-language-modelling head used for pretraining."""
 
     _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.decoder.weight": "cloud.embeddings.word_embeddings.weight"}
@@ -607,12 +625,6 @@ class CloudForMaskedLM(CloudPreTrainedModel):
         self.cloud = CloudModel(config)
         self.lm_head = CloudLMHead(config)
         self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.lm_head.decoder = new_embeddings
 
     @can_return_tuple
     def forward(
@@ -632,7 +644,7 @@ class CloudForMaskedLM(CloudPreTrainedModel):
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1).to(logits.device))
+            loss = self.masked_lm_loss(logits, labels)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -747,7 +759,7 @@ class CloudMultiTaskOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class CloudForMultiTaskPretraining(CloudForRegression):
+class CloudForMultiTaskPretraining(CloudMaskedLMHeadMixin, CloudForRegression):
     """CLOUD encoder pre-trained on two objectives at once: the masked-LM head of [`CloudForMaskedLM`] and one
     regression output per labelled property (``config.target_names``, standardized by ``target_mean`` /
     ``target_std`` as in [`CloudForRegression`], whose head and loss it reuses).
@@ -779,12 +791,6 @@ class CloudForMultiTaskPretraining(CloudForRegression):
         masked.load_state_dict(kept, strict=True)
         return masked
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head.decoder
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.lm_head.decoder = new_embeddings
-
     @can_return_tuple
     def forward(
         self,
@@ -811,8 +817,7 @@ class CloudForMultiTaskPretraining(CloudForRegression):
             property_logits.dtype)
         mlm_loss = property_loss = loss = None
         if labels is not None:
-            mlm_loss = F.cross_entropy(token_logits.view(-1, token_logits.shape[-1]),
-                                       labels.view(-1).to(token_logits.device))
+            mlm_loss = self.masked_lm_loss(token_logits, labels)
             loss = mlm_loss
         if property_labels is not None:
             property_loss = self.regression_loss(property_logits, property_labels)
