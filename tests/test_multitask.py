@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,25 @@ def test_multitask_config_is_honest_about_test_splits() -> None:
     for folder in ("aflow/*/test", "mp_20/*test", "mpts_52/test", "perov_5/*test", "carbon_24/test",
                    "supercon/supercon_test", "matbench_jdft2d", "jarvis_dft_2d"):
         assert folder in excluded, folder
+
+
+def test_multitask_resume_matches_uninterrupted_run(canonical_tokenizer: str, shared_data: Path,  # noqa: F811
+                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Balanced sampling and masks depend on the seed, the epoch and the batch only: a run interrupted after step 3
+    (two epochs of 2-3 steps) and resumed ends with the weights of the uninterrupted run."""
+    common = ["--model.tokenizer", canonical_tokenizer, "--max_rows", "16", "--max_steps", "6",
+              "--save_strategy", "steps", "--save_steps", "3", "--eval_steps", "100",
+              "--model.config_overrides", TINY_MODEL, *QUICK]
+    uninterrupted, interrupted = tmp_path / "straight", tmp_path / "resumed"
+    run_recipe("pretrain_multitask", "pretrain_multitask_smoke.yaml", ["--output_dir", str(uninterrupted), *common],
+               monkeypatch)
+    interrupted.mkdir()
+    os.symlink(uninterrupted / "checkpoint-3", interrupted / "checkpoint-3")
+    run_recipe("pretrain_multitask", "pretrain_multitask_smoke.yaml",
+               ["--output_dir", str(interrupted), "--resume_from_checkpoint", "true", *common], monkeypatch)
+    expected = load_file(uninterrupted / "multitask" / "model.safetensors")
+    resumed = load_file(interrupted / "multitask" / "model.safetensors")
+    halfway = load_file(uninterrupted / "checkpoint-3" / "model.safetensors")
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    assert any(not torch.equal(halfway[name], expected[name]) for name in expected)
